@@ -14,6 +14,13 @@
 #ifndef MQUEUE_MAGIC
 #define MQUEUE_MAGIC 0x19800202
 #endif
+/* Not in every <linux/magic.h>: the kernel's fs/configfs/mount.c and fs/fuse/control.c. */
+#ifndef CONFIGFS_MAGIC
+#define CONFIGFS_MAGIC 0x62656570
+#endif
+#ifndef FUSECTL_SUPER_MAGIC
+#define FUSECTL_SUPER_MAGIC 0x65735543
+#endif
 
 bool path_holds(const char *dir, const char *path)
 {
@@ -55,12 +62,22 @@ bool sysdirs_held(const char *dir, bool own_binary, char *what, size_t n)
 }
 
 /* The kernel's file systems: of processes, of devices, of terminals (where only the kernel
- * makes a file, one per terminal) and of POSIX message queues (only queues). */
+ * makes a file, one per terminal) and of POSIX message queues (only queues), known by their
+ * name too; then those only the kernel fills, wherever they are mounted (most under /sys):
+ * control groups (a directory made there is a group, and no file can be made), debugging
+ * and tracing, security modules, configfs, pinned BPF objects, pstore, EFI variables, huge
+ * pages (a file there takes no write(), only mmap) and FUSE's connections. */
 static const struct {
-	const char *dir, *kind;
+	const char *dir, *kind; /* dir: NULL for one known only by its type */
 	unsigned long type;
 } sysdirs_fs[] = { { "/proc", "proc", PROC_SUPER_MAGIC }, { "/sys", "sysfs", SYSFS_MAGIC },
-	{ "/dev/pts", "devpts", DEVPTS_SUPER_MAGIC }, { "/dev/mqueue", "mqueue", MQUEUE_MAGIC } };
+	{ "/dev/pts", "devpts", DEVPTS_SUPER_MAGIC }, { "/dev/mqueue", "mqueue", MQUEUE_MAGIC },
+	{ NULL, "cgroup", CGROUP_SUPER_MAGIC }, { NULL, "cgroup2", CGROUP2_SUPER_MAGIC },
+	{ NULL, "debugfs", DEBUGFS_MAGIC }, { NULL, "tracefs", TRACEFS_MAGIC },
+	{ NULL, "securityfs", SECURITYFS_MAGIC }, { NULL, "configfs", CONFIGFS_MAGIC },
+	{ NULL, "bpf", BPF_FS_MAGIC }, { NULL, "pstore", PSTOREFS_MAGIC },
+	{ NULL, "efivarfs", EFIVARFS_MAGIC }, { NULL, "hugetlbfs", HUGETLBFS_MAGIC },
+	{ NULL, "fusectl", FUSECTL_SUPER_MAGIC } };
 
 bool sysdirs_kernel_fs(const char *dir, char *what, size_t n)
 {
@@ -85,7 +102,7 @@ bool sysdirs_kernel(const char *dir, char *what, size_t n)
 
 	for (size_t i = 0; i < ARRAY_SIZE(paths); i++)
 		for (size_t j = 0; paths[i] != NULL && j < ARRAY_SIZE(sysdirs_fs); j++)
-			if (path_holds(sysdirs_fs[j].dir, paths[i])) {
+			if (sysdirs_fs[j].dir != NULL && path_holds(sysdirs_fs[j].dir, paths[i])) {
 				snprintf(what, n, "%s", sysdirs_fs[j].dir);
 				return true;
 			}

@@ -24,13 +24,15 @@ bool sysdirs_held(const char *dir, bool own_binary, char *what, size_t n);
 /* Whether the directory `dir` (an absolute path, lexically normal) lies in /proc, /sys,
  * /dev/pts or /dev/mqueue, the kernel's file systems of processes, devices, terminals and
  * message queues, by its name or, when it can be resolved, by its real path, or on one of
- * those file systems mounted elsewhere (the deepest directory on its way that is there):
+ * those file systems mounted elsewhere, or on another that only the kernel fills (cgroup,
+ * cgroup2, debugfs, tracefs, securityfs, configfs, bpf, pstore, efivarfs, hugetlbfs,
+ * fusectl), known by the type statfs gives the deepest directory on its way that is there:
  * no file a phase writes can be made there. `what` (n bytes) gets which: its directory,
  * or "a <kind> file system (<where>)". */
 bool sysdirs_kernel(const char *dir, char *what, size_t n);
 
 /* Whether the directory `dir` is on one of those file systems, wherever it is mounted
- * (one statfs). `what` (n bytes) gets "a <kind> file system (<dir>)". */
+ * (one statfs, which follows a symbolic link). `what` (n bytes) gets "a <kind> file system (<dir>)". */
 bool sysdirs_kernel_fs(const char *dir, char *what, size_t n);
 
 #endif

@@ -368,7 +368,8 @@ def test_a_check_that_fills_its_workspace_is_bounded_only_by_its_file_system(tmp
             url, "SELECT phase_id, outcome, failure_reason, message FROM attempts")}
         log = os.path.join(ws, ".autopack", "logs", "r1__p1__a1.stderr.txt")
         assert ("[FAIL] r1/p1 attempt 1: failed: CHECK_FAILED: check command exited 1 "
-                "(stderr: %s, not all written: No space left on device): " % log) in err, err
+                "(stderr: %s, not all written: No space left on device (ENOSPC); it holds "
+                % log) in err, err
         if not db_there:
             assert rc == 0, err
             assert got["p1"]["failure_reason"] == "CHECK_FAILED", got

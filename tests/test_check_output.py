@@ -8,6 +8,7 @@ import subprocess
 
 import pytest
 
+from conftest import preload
 from e2e_helpers import Standin, checks_where, import_plan, init_db, llm_args, phase_spec, rows
 from supervisor_helpers import Supervisor
 
@@ -21,14 +22,14 @@ FLOOD = ("echo FIRST-OUT; yes 0123456789abcdef | head -c %d; echo; echo LAST-OUT
          "echo LAST-ERR >&2; exit %%d" % (300 * MIB, 200 * MIB))
 
 
-def drain_one(tmp, check, attempts=1, env=None, prefix=()):
+def drain_one(tmp, check, attempts=1, env=None, prefix=(), args=()):
     ws = os.path.join(tmp, "ws")
     os.makedirs(ws, exist_ok=True)
     url = init_db(tmp)
     import_plan(tmp, url, [("run", ws, [phase_spec("p1", check=check)])])
     llm = Standin(tmp)
     sup = Supervisor(tmp, url, "--workers", 1, "--exit-when-drained",
-                     "--max-attempts-per-phase", attempts, *llm_args(llm),
+                     "--max-attempts-per-phase", attempts, *(llm_args(llm) + list(args)),
                      env=dict(KEY, **(env or {})), prefix=prefix)
     try:
         rc = sup.wait(timeout=240)
@@ -125,11 +126,78 @@ def test_a_check_whose_stderr_log_the_full_disk_refused_is_quoted_from_what_it_s
         stderr_log = os.path.join(logs, "run__p1__a1.stderr.txt")
         assert os.path.getsize(stderr_log) == 0
         assert att[0]["message"] == (
-            "check command exited 1 (stderr: %s, not all written: No space left on device):"
-            " the-real-error\n" % stderr_log), att[0]["message"]
+            "check command exited 1 (stderr: %s, not all written: No space left on device"
+            " (ENOSPC); it holds 0 of the 15 bytes sent): the-real-error\n" % stderr_log), \
+            att[0]["message"]
         assert "writing the check log %s: No space left on device" % stderr_log in sup.stderr()
     finally:
         subprocess.run(["umount", "-l", ws])
+
+
+def full_disk_for(suffix, room):
+    """The environment in which a worker's writes to the files ending in `suffix` find
+    `room` bytes left on the disk, then ENOSPC (tests/tools/full_shim.c)."""
+    return preload("full-shim.so", AUTOPACK_FULL_SHIM_SUFFIX=suffix,
+                   AUTOPACK_FULL_SHIM_BYTES=str(room))
+
+
+def test_a_check_whose_stdout_log_the_disk_refused_says_so_and_keeps_its_end(tmp):
+    """The stdout log that the disk refused went unsaid: the attempt's message named the
+    stderr log alone and quoted the end of stderr, and what stdout sent past the bytes the
+    log took was lost. Now the message names both logs, says why one is not whole and how
+    much of it it holds, and keeps the end of stdout, from the worker's memory."""
+    tmp = str(tmp)
+    check = "echo 0123456789abcdef-out; echo err-line >&2; exit 3"
+    url, rc, sup, logs = drain_one(tmp, check, env=full_disk_for(".stdout.txt", 10))
+    att = rows(url, "SELECT outcome, failure_reason, message FROM attempts")
+    assert [(a["outcome"], a["failure_reason"]) for a in att] == [
+        ("failed", "CHECK_FAILED")], (att, sup.stderr()[-2000:])
+    out_log = os.path.join(logs, "run__p1__a1.stdout.txt")
+    err_log = os.path.join(logs, "run__p1__a1.stderr.txt")
+    with open(out_log, "rb") as f:
+        assert f.read() == b"0123456789"
+    assert att[0]["message"] == (
+        "check command exited 3 (stderr: %s; stdout: %s, not all written: No space left on "
+        "device (ENOSPC); it holds 10 of the 21 bytes sent): err-line\n; stdout ended: "
+        "0123456789abcdef-out\n" % (err_log, out_log)), att[0]["message"]
+    assert "writing the check log %s: No space left on device" % out_log in sup.stderr()
+    assert rc == 0, sup.stderr()[-2000:]
+
+
+def test_a_passing_check_whose_stderr_log_the_disk_refused_says_so_in_its_attempt(tmp):
+    """A check that passed while its log was lost left the attempt's row without a word of
+    it (only the worker's log line said it): an operator reading the log found it empty."""
+    tmp = str(tmp)
+    check = "echo fine; echo warn-line >&2; exit 0"
+    url, rc, sup, logs = drain_one(tmp, check, env=full_disk_for(".stderr.txt", 0))
+    att = rows(url, "SELECT outcome, failure_reason, message FROM attempts")
+    assert [(a["outcome"], a["failure_reason"]) for a in att] == [
+        ("success", None)], (att, sup.stderr()[-2000:])
+    err_log = os.path.join(logs, "run__p1__a1.stderr.txt")
+    assert os.path.getsize(err_log) == 0
+    assert re.fullmatch(
+        r"check command passed in \d+ ms; its output is not all in its logs \(stderr: %s, "
+        r"not all written: No space left on device \(ENOSPC\); it holds 0 of the 10 bytes "
+        r"sent\); stderr ended: warn-line\n" % re.escape(err_log), att[0]["message"]), \
+        att[0]["message"]
+    with open(os.path.join(logs, "run__p1__a1.stdout.txt")) as f:
+        assert f.read() == "fine\n"
+    assert rc == 0, sup.stderr()[-2000:]
+
+
+def test_a_check_killed_at_its_deadline_names_the_log_the_disk_refused(tmp):
+    tmp = str(tmp)
+    check = "echo timed-out-line >&2; sleep 60"
+    url, rc, sup, logs = drain_one(tmp, check, env=full_disk_for(".stderr.txt", 4),
+                                   args=["--phase-timeout-seconds", 3])
+    att = rows(url, "SELECT outcome, failure_reason, message FROM attempts")
+    assert [(a["outcome"], a["failure_reason"]) for a in att] == [
+        ("timeout", "TIMEOUT")], (att, sup.stderr()[-2000:])
+    err_log = os.path.join(logs, "run__p1__a1.stderr.txt")
+    assert re.fullmatch(
+        r"check command killed at the attempt's deadline after \d+ ms \(see stderr: %s, not "
+        r"all written: No space left on device \(ENOSPC\); it holds 4 of the 15 bytes "
+        r"sent\)" % re.escape(err_log), att[0]["message"]), att[0]["message"]
 
 
 def test_a_fifo_or_a_symlink_left_at_the_next_attempts_log_is_replaced_not_opened(tmp):

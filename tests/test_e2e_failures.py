@@ -3,7 +3,6 @@ the attempt's outcome, failure reason, exact fingerprint and zero-yield reason, 
 tries recorded, and the phase's final state with --max-attempts-per-phase 1."""
 import errno
 import hashlib
-import json
 import os
 import re
 import subprocess
@@ -747,20 +746,11 @@ def test_an_answer_of_many_files_written_on_a_slow_disk_is_not_taken_for_a_hung_
                                                                   for p in files)
 
 
-def appended_phase(tmp, url, phase):
-    """Import `phase` as the only phase of a tier T2 appended to run r1."""
-    doc = {"runs": [{"run_id": "r1", "append": True,
-                     "tiers": [{"tier_id": "T2", "name": "more", "phases": [phase]}]}]}
-    path = os.path.join(str(tmp), "plan-append.json")
-    with open(path, "w") as f:
-        json.dump(doc, f)
-    r = ctl("--db", url, "run", "import", path)
-    assert r.rc == 0, r
-
-
-# A phase appended to a run whose earlier phase delivered a path its own deliverables
-# overlap: (the earlier phase's deliverable, the appended phase's, the answer's other
-# paths, whether the LLM is called, the message).
+# A phase whose deliverables overlap a path an earlier phase delivered into the same
+# workspace: (the earlier phase's deliverable, the later phase's, the answer's other paths,
+# whether the LLM is called, the message). `run import` refuses such phases of one run
+# (tests/test_plan_overlap.py); runs sharing a workspace, or a run imported before the
+# import checked, still meet them.
 OVERLAPS = {
     "file_then_under_it": (
         "out/a.py", "out/a.py/x.py", [], False,
@@ -783,12 +773,13 @@ OVERLAPS = {
 
 @pytest.mark.parametrize("case", sorted(OVERLAPS))
 def test_a_phase_delivering_a_path_an_earlier_phase_overlaps_fails_naming_both(tmp, case):
-    """A phase appended to a run, whose deliverable lies under a file an earlier phase of
-    the run delivered (or names as a file a directory one delivered), was sent to the LLM
-    and then failed SCOPE_VIOLATION (`out/a.py is not a directory`), as if the phase's
-    scope were wrong. It now fails WRITE_FAILED before any LLM call, naming both paths;
-    an answer that writes under such a file fails WRITE_FAILED naming them too, and in
-    either case the workspace is left as the earlier phase wrote it."""
+    """A phase whose deliverable lies under a file an earlier phase delivered into its
+    workspace (or names as a file a directory one delivered; here a run sharing the
+    workspace) was sent to the LLM and then failed SCOPE_VIOLATION (`out/a.py is not a
+    directory`), as if the phase's scope were wrong. It now fails WRITE_FAILED before any
+    LLM call, naming both paths; an answer that writes under such a file fails
+    WRITE_FAILED naming them too, and in either case the workspace is left as the earlier
+    phase wrote it."""
     first, second, extra, called, message = OVERLAPS[case]
     tmp = str(tmp)
     ws = os.path.join(tmp, "box", "ws")
@@ -799,7 +790,7 @@ def test_a_phase_delivering_a_path_an_earlier_phase_overlaps_fails_naming_both(t
     try:
         drain(tmp, url, llm, "--max-attempts-per-phase", 1)
         before = snapshot(ws)
-        appended_phase(tmp, url, phase_spec("p2", deliverables=(second,)))
+        import_plan(tmp, url, [("r2", ws, [phase_spec("p2", deliverables=(second,))])])
         if extra:
             llm.stop()
             llm = Standin(tmp, [{"mode": "hostile", "paths": extra}], name="llm2")

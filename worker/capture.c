@@ -3,6 +3,7 @@
 #include "common/util.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,8 +18,9 @@ void capture_init(struct capture *c, int in, int out)
 	fcntl(in, F_SETFL, fcntl(in, F_GETFL) | O_NONBLOCK);
 }
 
-/* Write all of buf to the file; a failure is recorded once and the bytes are lost. */
-static void capture_write(struct capture *c, const char *buf, size_t n)
+/* Write all of buf to the file, counting what it took in c->kept when the bytes are the
+ * stream's (`own`, not the marker); a failure is recorded once and the bytes are lost. */
+static void capture_write(struct capture *c, const char *buf, size_t n, bool own)
 {
 	while (n > 0 && c->write_errno == 0) {
 		ssize_t w = write(c->out, buf, n);
@@ -31,6 +33,8 @@ static void capture_write(struct capture *c, const char *buf, size_t n)
 		}
 		buf += w;
 		n -= (size_t)w;
+		if (own)
+			c->kept += (uint64_t)w;
 	}
 }
 
@@ -112,7 +116,7 @@ int capture_read(struct capture *c)
 		if (k > (size_t)n)
 			k = (size_t)n;
 		if (k > 0) {
-			capture_write(c, buf, k);
+			capture_write(c, buf, k, true);
 			c->head += k;
 		}
 		if ((size_t)n > k)
@@ -138,10 +142,10 @@ uint64_t capture_finish(struct capture *c)
 			    (unsigned long long)dropped, CAPTURE_HEAD_MAX, CAPTURE_TAIL_MAX,
 			    (unsigned long long)c->total);
 
-			capture_write(c, mark, (size_t)n);
+			capture_write(c, mark, (size_t)n, false);
 		}
-		capture_write(c, c->tail + start, first);
-		capture_write(c, c->tail, c->tail_len - first);
+		capture_write(c, c->tail + start, first, true);
+		capture_write(c, c->tail, c->tail_len - first, true);
 		free(c->tail);
 		c->tail = NULL;
 	}

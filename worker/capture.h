@@ -23,6 +23,7 @@ struct capture {
 	size_t tail_len; /* bytes in the ring */
 	size_t tail_end; /* where the next byte goes in the ring */
 	int write_errno; /* the first failed write to the file, else 0 */
+	uint64_t kept;   /* bytes of the stream the file took (its head, then its tail) */
 	char last[CAPTURE_LAST_MAX]; /* the last bytes read, oldest first */
 	size_t last_len;             /* bytes in last */
 };

@@ -1641,8 +1641,16 @@ out:
 	 * nothing, and the excerpt would be the other stream's under stderr's name. */
 	if (rc == 0 && capture_last(&cap[1], out->excerpt, sizeof out->excerpt) == 0)
 		capture_last(&cap[0], out->excerpt, sizeof out->excerpt);
-	if (rc == 0)
+	if (rc == 0 && cap[0].write_errno != 0)
+		capture_last(&cap[0], out->stdout_end, sizeof out->stdout_end);
+	for (i = 0; rc == 0 && i < 2; i++) {
+		out->sent[i] = cap[i].total;
+		out->kept[i] = cap[i].kept;
+	}
+	if (rc == 0) {
 		out->stderr_log_errno = cap[1].write_errno;
+		out->stdout_log_errno = cap[0].write_errno;
+	}
 	if (rc == 0 && !out->timed_out && !out->stopped_from_outside && out->exit_code != 0)
 		check_limits_hit(out->excerpt, full, nfull, own, out->limit, sizeof out->limit);
 	return rc;

@@ -19,6 +19,7 @@
 #include <stdint.h>
 
 #define CHECK_EXCERPT_MAX 512
+#define CHECK_STDOUT_END 256
 #define CHECK_GRACE_MS 2000     /* between SIGTERM and SIGKILL */
 #define CHECK_STOP_WAIT_MS 1000 /* for the worker's own stop signal after the check's */
 
@@ -52,7 +53,11 @@ struct check_result {
 	char
 	    excerpt[CHECK_EXCERPT_MAX]; /* tail of stderr, else of stdout, as the command sent it */
 	int stderr_log_errno;           /* why the stderr log lost bytes (a full disk), else 0 */
-	bool stopped_from_outside;      /* ended by SIGTERM, SIGINT or SIGHUP that did not come from
+	int stdout_log_errno;           /* why the stdout log lost bytes, else 0 */
+	uint64_t sent[2], kept[2]; /* stdout's and stderr's bytes: sent, and taken by the log */
+	/* stdout's last bytes as the command sent them when its log lost some, else "" */
+	char stdout_end[CHECK_STDOUT_END];
+	bool stopped_from_outside; /* ended by SIGTERM, SIGINT or SIGHUP that did not come from
 	                              the check itself (check_note_stop_signal) */
 	char limit[700]; /* a failed check: the limit it seems to have met (check_limits_hit),
 	                    else "" */

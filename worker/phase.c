@@ -91,22 +91,15 @@ __attribute__((format(printf, 3, 4))) static void phase_log(
 	free(heap);
 }
 
-/* End the attempt with `outcome`, `reason` and a formatted message: bytes that are not
- * UTF-8 (a check's output) as U+FFFD, since the result could not be sent otherwise, and
- * one longer than PHASE_MESSAGE_MAX keeping its start and its end (str_elide). */
-__attribute__((format(printf, 5, 6))) static void phase_end(struct phase_ctx *pc,
-    enum outcome outcome, enum reason reason, enum fp_stage stage, const char *fmt, ...)
+/* Set the result's message from `fmt` and `ap`: bytes that are not UTF-8 (a check's
+ * output) as U+FFFD, since the result could not be sent otherwise, and one longer than
+ * PHASE_MESSAGE_MAX keeping its start and its end (str_elide). */
+__attribute__((format(printf, 2, 0))) static void phase_message_v(
+    struct phase_ctx *pc, const char *fmt, va_list ap)
 {
-	va_list ap;
 	char *full;
-	int n;
+	int n = vasprintf(&full, fmt, ap);
 
-	pc->outcome = outcome;
-	pc->reason = reason;
-	pc->stage = stage;
-	va_start(ap, fmt);
-	n = vasprintf(&full, fmt, ap);
-	va_end(ap);
 	if (n < 0) {
 		strlcpy_ap(pc->message, "out of memory formatting the message", sizeof pc->message);
 	} else {
@@ -117,6 +110,31 @@ __attribute__((format(printf, 5, 6))) static void phase_end(struct phase_ctx *pc
 		free(full);
 	}
 	llm_scrub(pc->message, sizeof pc->message, pc->api_key);
+}
+
+/* End the attempt with `outcome`, `reason` and a formatted message (phase_message_v). */
+__attribute__((format(printf, 5, 6))) static void phase_end(struct phase_ctx *pc,
+    enum outcome outcome, enum reason reason, enum fp_stage stage, const char *fmt, ...)
+{
+	va_list ap;
+
+	pc->outcome = outcome;
+	pc->reason = reason;
+	pc->stage = stage;
+	va_start(ap, fmt);
+	phase_message_v(pc, fmt, ap);
+	va_end(ap);
+}
+
+/* Give an attempt that goes on (a success) a formatted message (phase_message_v). */
+__attribute__((format(printf, 2, 3))) static void phase_note(
+    struct phase_ctx *pc, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	phase_message_v(pc, fmt, ap);
+	va_end(ap);
 }
 
 /* Milliseconds left before the deadline (INT64_MAX without one). */
@@ -699,6 +717,35 @@ static bool phase_apply(struct phase_ctx *pc, const struct dlv_set *set)
 	return !pc->link_lost;
 }
 
+/* Say where the check's logs are (heap): stderr's (with `stderr_always`, or when it lost
+ * bytes), then stdout's when it lost bytes, each log that lost bytes with why and how many
+ * of the stream's it holds: "stderr: P, not all written: No space left on device (ENOSPC);
+ * it holds 0 of the 15 bytes sent; stdout: P2, ...". "" when neither is said. */
+static char *phase_check_logs(const struct check_result *r, bool stderr_always)
+{
+	const int e[2] = { r->stdout_log_errno, r->stderr_log_errno };
+	const char *path[2] = { r->stdout_path, r->stderr_path };
+	char *out = xstrdup(""), *more;
+
+	for (int i = 1; i >= 0; i--) {
+		const char *name = e[i] != 0 ? strerrorname_np(e[i]) : NULL;
+		char why[160] = "";
+
+		if (e[i] == 0 && !(i == 1 && stderr_always))
+			continue;
+		if (e[i] != 0)
+			snprintf(why, sizeof why,
+			    ", not all written: %s (%s); it holds %llu of the %llu bytes sent",
+			    strerror(e[i]), name != NULL ? name : "?",
+			    (unsigned long long)r->kept[i], (unsigned long long)r->sent[i]);
+		more = xasprintf("%s%s%s: %s%s", out, out[0] != '\0' ? "; " : "",
+		    i == 0 ? "stdout" : "stderr", path[i], why);
+		free(out);
+		out = more;
+	}
+	return out;
+}
+
 /* Run the check command, if any. Returns false if the attempt ended. */
 static bool phase_check(struct phase_ctx *pc)
 {
@@ -708,7 +755,7 @@ static bool phase_check(struct phase_ctx *pc)
 		job->phase_id, job->attempt_number, 0, pc, phase_heartbeat, phase_db_path(job),
 		job->db_url };
 	struct check_result r;
-	char err[512];
+	char err[512], *logs;
 
 	if (job->phase.check_command == NULL || job->phase.check_command[0] == '\0')
 		return true;
@@ -722,27 +769,48 @@ static bool phase_check(struct phase_ctx *pc)
 		check_result_free(&r);
 		return false;
 	}
+	/* Whatever the check's end, a log the disk refused is said in the attempt's message,
+	 * and the ends of both streams kept there from memory. */
+	logs = phase_check_logs(&r, false);
 	if (r.git[0] != '\0')
-		phase_end(pc, OUTCOME_FAILED, REASON_SCOPE_VIOLATION, FP_STAGE_CHECK, "%s", r.git);
-	else if (r.timed_out)
+		phase_end(pc, OUTCOME_FAILED, REASON_SCOPE_VIOLATION, FP_STAGE_CHECK, "%s%s%s%s",
+		    r.git, logs[0] != '\0' ? " (" : "", logs, logs[0] != '\0' ? ")" : "");
+	else if (r.timed_out) {
+		if (logs[0] != '\0') {
+			free(logs);
+			logs = phase_check_logs(&r, true);
+		}
 		phase_end(pc, OUTCOME_TIMEOUT, REASON_TIMEOUT, FP_STAGE_CHECK,
 		    "check command killed at the attempt's deadline after %lld ms (see %s)",
-		    (long long)r.duration_ms, r.stderr_path);
-	else if (r.stopped_from_outside) {
+		    (long long)r.duration_ms, logs[0] != '\0' ? logs : r.stderr_path);
+	} else if (r.stopped_from_outside) {
 		pc->interrupted = true;
 		phase_end(pc, OUTCOME_FAILED, REASON_CHECK_FAILED, FP_STAGE_CHECK,
-		    "check command killed by signal %d (%s), which the worker did not send",
-		    r.term_signal, strsignal(r.term_signal));
-	} else if (r.exit_code != 0)
+		    "check command killed by signal %d (%s), which the worker did not send%s%s%s",
+		    r.term_signal, strsignal(r.term_signal), logs[0] != '\0' ? " (" : "", logs,
+		    logs[0] != '\0' ? ")" : "");
+	} else if (r.exit_code != 0) {
+		free(logs);
+		logs = phase_check_logs(&r, true);
 		phase_end(pc, OUTCOME_FAILED, REASON_CHECK_FAILED, FP_STAGE_CHECK,
-		    "check command %s %d (stderr: %s%s%s)%s%s: %s",
+		    "check command %s %d (%s)%s%s: %s%s%s",
 		    r.exit_code < 0 ? "killed by signal" : "exited",
-		    r.exit_code < 0 ? r.term_signal : r.exit_code, r.stderr_path,
-		    r.stderr_log_errno != 0 ? ", not all written: " : "",
-		    r.stderr_log_errno != 0 ? strerror(r.stderr_log_errno) : "",
-		    r.limit[0] != '\0' ? "; " : "", r.limit, r.excerpt);
-	else
+		    r.exit_code < 0 ? r.term_signal : r.exit_code, logs,
+		    r.limit[0] != '\0' ? "; " : "", r.limit, r.excerpt,
+		    r.sent[1] > 0 && r.stdout_end[0] != '\0' ? "; stdout ended: " : "",
+		    r.sent[1] > 0 ? r.stdout_end : "");
+	} else {
 		phase_log(pc, "info", "check command passed in %lld ms", (long long)r.duration_ms);
+		if (logs[0] != '\0')
+			phase_note(pc,
+			    "check command passed in %lld ms; its output is not all in its logs "
+			    "(%s)%s%s%s%s",
+			    (long long)r.duration_ms, logs,
+			    r.stderr_log_errno != 0 && r.sent[1] > 0 ? "; stderr ended: " : "",
+			    r.stderr_log_errno != 0 && r.sent[1] > 0 ? r.excerpt : "",
+			    r.stdout_end[0] != '\0' ? "; stdout ended: " : "", r.stdout_end);
+	}
+	free(logs);
 	check_result_free(&r);
 	return pc->outcome == OUTCOME_NONE && !pc->link_lost;
 }

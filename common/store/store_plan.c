@@ -2,9 +2,11 @@
 #include "common/store/store_internal.h"
 #include "common/store/store_original.h"
 #include "common/store/store_plan.h"
+#include "common/store/store_plan_overlap.h"
 #include "common/store/store_plan_stream.h"
 #include "common/store/store_scope.h"
 #include "common/joblimits.h"
+#include "common/relpath.h"
 #include "common/sysdirs.h"
 #include "common/util.h"
 #include "common/utf8.h"
@@ -129,7 +131,8 @@ struct plan_writer {
 	struct db_stmt *phases[PLAN_ROWS + 1]; /* phases[n] inserts n rows; prepared when needed */
 	struct plan_row rows[PLAN_ROWS];
 	size_t nrows;
-	struct db_stmt *run_exists, *phase_exists, *tier_exists, *tier_next;
+	struct db_stmt *run_exists, *phase_exists, *tier_exists, *tier_next, *run_scopes;
+	struct plan_overlap ov; /* the deliverables of the run entry being imported */
 	struct plan_dirs dirs;
 	struct store_plan_summary *sum;
 	size_t *ids; /* indexes + 1 into sum->run_ids, a hash table by run id */
@@ -284,6 +287,72 @@ static int plan_check_db(struct plan_writer *pw, const json_t *r, size_t i, stru
 		}
 	}
 	return 0;
+}
+
+/* Name phase number `k` of run entry `r` (runs[i]) into buf (n bytes): its id and where
+ * it is in the plan. */
+static void plan_phase_named(const json_t *r, size_t i, size_t k, char *buf, size_t n)
+{
+	const json_t *t, *phs;
+	size_t j;
+
+	json_array_foreach(json_object_get(r, "tiers"), j, t)
+	{
+		phs = json_object_get(t, "phases");
+		if (k < json_array_size(phs)) {
+			snprintf(buf, n, "phase \"%s\" (runs[%zu].tiers[%zu].phases[%zu])",
+			    plan_str(json_array_get(phs, k), "phase_id"), i, j, k);
+			return;
+		}
+		k -= json_array_size(phs);
+	}
+	snprintf(buf, n, "a phase");
+}
+
+/* Check the deliverables of the phases appended by run entry `r` (runs[i], recorded in
+ * pw->ov) against those of the phases the run already has, whatever their state (a phase
+ * that ran left its files; one queued, failed or cancelled may run yet): STORE_EINVAL
+ * naming both phases and both paths when one lies under a file of the other. A row whose
+ * scope cannot be read (another program's) is left to the worker. */
+static int plan_check_appended(
+    struct plan_writer *pw, const json_t *r, size_t i, struct store_err *err)
+{
+	struct db_stmt *q = pw->run_scopes;
+	const char *run_id = plan_str(r, "run_id");
+	char norm[JOB_PATH_MAX + 1], why[256], old[200], added[200], msg[700];
+	struct plan_overlap_clash c;
+	struct store_scope sc;
+	int rc, found = 0;
+
+	store_bind_text(q, 1, run_id);
+	while (found == 0 && (rc = db_step(q)) == DB_ROW) {
+		if (store_scope_parse_text(db_column_text(q, 1), &sc, why, sizeof why) != 0)
+			continue;
+		for (size_t k = 0; found == 0 && k < sc.deliverables.n; k++)
+			found = relpath_norm(sc.deliverables.items[k], norm, sizeof norm) == NULL &&
+			    plan_overlap_probe(&pw->ov, norm, &c) == 1;
+		if (found) {
+			snprintf(old, sizeof old, "phase \"%.128s\" (already in run \"%s\")",
+			    db_column_text(q, 0), run_id);
+			plan_phase_named(r, i,
+			    c.file_phase != PLAN_OVERLAP_NONE ? c.file_phase : c.under_phase, added,
+			    sizeof added);
+			plan_overlap_say(msg, sizeof msg, &c,
+			    c.file_phase != PLAN_OVERLAP_NONE ? added : old,
+			    c.file_phase != PLAN_OVERLAP_NONE ? old : added);
+		}
+		store_scope_free(&sc);
+	}
+	if (found)
+		rc = store_fail(err, STORE_EINVAL, "%s: runs[%zu]: %s", pw->source, i, msg);
+	else if (rc != DB_DONE)
+		rc = store_fail(err, STORE_EIO, "%s: reading the phases of run %s: %s",
+		    pw->st->path, run_id, db_errmsg(pw->st->db));
+	else
+		rc = 0;
+	db_reset(q);
+	db_clear_bindings(q);
+	return rc;
 }
 
 /* Return the absolute workspace of run entry `r`. */
@@ -668,7 +737,10 @@ static int plan_writer_open(struct plan_writer *pw, struct store *st, const char
 	        db_prepare(st->db,
 	            "SELECT tier_id, id, tier_index FROM tiers WHERE run_id = ?1"
 	            " ORDER BY tier_index DESC LIMIT 1",
-	            &pw->tier_next) != DB_OK)) {
+	            &pw->tier_next) != DB_OK ||
+	        db_prepare(st->db,
+	            "SELECT phase_id, scope FROM phases WHERE run_id = ?1 ORDER BY id",
+	            &pw->run_scopes) != DB_OK)) {
 		rc = store_fail(
 		    err, STORE_EIO, "%s: preparing the import: %s", st->path, db_errmsg(st->db));
 		db_rollback(st->db);
@@ -689,7 +761,7 @@ static int plan_writer_run(struct plan_writer *pw, const json_t *r, size_t i, st
 	int rc;
 
 	snprintf(path, sizeof path, "runs[%zu]", i);
-	if ((rc = store_plan_check_run(r, pw->source, path, &phases, err)) != 0)
+	if ((rc = store_plan_check_run(r, pw->source, path, &pw->ov, &phases, err)) != 0)
 		return rc;
 	if ((other = plan_id_add(pw, plan_str(r, "run_id"))) != 0)
 		rc = store_fail(err, STORE_EINVAL,
@@ -697,6 +769,8 @@ static int plan_writer_run(struct plan_writer *pw, const json_t *r, size_t i, st
 		    i, plan_str(r, "run_id"), other - 1);
 	if (rc == 0)
 		rc = plan_check_db(pw, r, i, err);
+	if (rc == 0 && json_is_true(json_object_get(r, "append")))
+		rc = plan_check_appended(pw, r, i, err);
 	if (rc == 0)
 		rc = plan_write_run(pw, r, phases, err);
 	store_plan_phases_free(phases);
@@ -731,6 +805,8 @@ static int plan_writer_close(
 	db_finalize(pw->phase_exists);
 	db_finalize(pw->tier_exists);
 	db_finalize(pw->tier_next);
+	db_finalize(pw->run_scopes);
+	plan_overlap_free(&pw->ov);
 	if (rc == 0)
 		rc = store_commit(pw->st->db, "committing the import", err);
 	plan_dirs_undo(&pw->dirs, rc != 0);

@@ -6,6 +6,7 @@
 #include <jansson.h>
 
 #include "common/store/store.h"
+#include "common/store/store_plan_overlap.h"
 
 /* Validate `doc` whole, against the database too, then write it in one transaction;
  * see store_plan_import. `base_dir` may be NULL when every workspace is absolute. */
@@ -39,12 +40,14 @@ struct store_plan_phase {
 	char *scope;
 };
 
-/* Check one run entry's shape, its tiers and phases; `path` is its JSON path
- * ("runs[3]"). Returns 0 with *phases each phase's values, in order (ended by one whose
- * scope is NULL, for store_plan_phases_free; the values live as long as `run`), or
+/* Check one run entry's shape, its tiers and phases, and that no phase delivers a path
+ * under a file another of them delivers; `path` is its JSON path ("runs[3]"). `ov` is
+ * emptied, then holds the deliverables of the run's phases, numbered in order, for
+ * plan_overlap_probe. Returns 0 with *phases each phase's values, in order (ended by one
+ * whose scope is NULL, for store_plan_phases_free; the values live as long as `run`), or
  * STORE_EINVAL naming the first bad path. */
 int store_plan_check_run(const json_t *run, const char *source, const char *path,
-    struct store_plan_phase **phases, struct store_err *err);
+    struct plan_overlap *ov, struct store_plan_phase **phases, struct store_err *err);
 /* Free what store_plan_check_run put in *phases. */
 void store_plan_phases_free(struct store_plan_phase *phases);
 

@@ -3,6 +3,7 @@
 #include "common/store/store_internal.h"
 #include "common/jsonload.h"
 #include "common/store/store_plan.h"
+#include "common/store/store_plan_overlap.h"
 #include "common/store/store_scope.h"
 #include "common/joblimits.h"
 #include "common/relpath.h"
@@ -611,12 +612,42 @@ struct plan_ids {
 	size_t mask;
 };
 
+/* Record the deliverables of the phase checked (the run's phase number ids->n, id `id`,
+ * scope `sc` at `at`) in `ov`, checked against the run's phases before it: STORE_EINVAL
+ * naming both phases and both paths when one lies under the other's file. */
+static int plan_check_overlap(struct plan_overlap *ov, const struct store_scope *sc, const char *id,
+    const struct plan_ids *ids, const char *source, const char *run_path, const struct plan_at *at,
+    struct store_err *err)
+{
+	char norm[JOB_PATH_MAX + 1], other[PLAN_PATH_MAX + 64], self[80], msg[600];
+	struct plan_overlap_clash c;
+
+	for (size_t i = 0; i < sc->deliverables.n; i++) {
+		const struct plan_seen *o;
+		struct plan_at sub = PLAN_KEY(at, "scope"),
+		               del = PLAN_KEY(&sub, sc->deliverables.where[i]);
+
+		if (relpath_norm(sc->deliverables.items[i], norm, sizeof norm) != NULL ||
+		    plan_overlap_add(ov, norm, (uint32_t)ids->n, &c) == 0)
+			continue;
+		o = &ids->seen[c.file_phase == ids->n ? c.under_phase : c.file_phase];
+		snprintf(self, sizeof self, "phase \"%s\"", id);
+		snprintf(other, sizeof other, "phase \"%s\" (%s.tiers[%zu].phases[%zu])", o->id,
+		    run_path, o->tier, o->phase);
+		plan_overlap_say(msg, sizeof msg, &c, c.file_phase == ids->n ? self : other,
+		    c.file_phase == ids->n ? other : self);
+		return plan_fail(err, source, &del, "%s", msg);
+	}
+	return 0;
+}
+
 /* Check one phase (tiers[tier].phases[index] of the run at `run_path`, at `at`); `ids`
- * collects the run's phase ids to catch duplicates, and its fields' values and scope's
- * stored text go to *out. */
+ * collects the run's phase ids to catch duplicates, `ov` its deliverables to catch
+ * overlaps, and its fields' values and scope's stored text go to *out. */
 static int plan_check_phase(const json_t *ph, const char *source, const char *run_path,
-    const struct plan_at *at, size_t tier, size_t index, struct plan_ids *ids, const char *run_id,
-    struct store_plan_phase *out, struct store_err *err)
+    const struct plan_at *at, size_t tier, size_t index, struct plan_ids *ids,
+    struct plan_overlap *ov, const char *run_id, struct store_plan_phase *out,
+    struct store_err *err)
 {
 	struct plan_scope_kept keep = { .vals = out->v };
 	struct plan_at sub = PLAN_KEY(at, "phase_id");
@@ -628,6 +659,9 @@ static int plan_check_phase(const json_t *ph, const char *source, const char *ru
 	    ph, plan_phase_fields, ARRAY_SIZE(plan_phase_fields), source, at, &keep, err);
 	if (rc == 0)
 		rc = plan_check_limits(out->v, &keep.sc, run_id, source, at, err);
+	if (rc == 0)
+		rc = plan_check_overlap(ov, &keep.sc, json_string_value(out->v[PLAN_F_PHASE_ID]),
+		    ids, source, run_path, at, err);
 	store_scope_free(&keep.sc);
 	if (rc != 0) {
 		free(keep.text);
@@ -721,7 +755,7 @@ static int plan_check_tiers(
 
 /* Check one run entry, its tiers and phases. */
 int store_plan_check_run(const json_t *run, const char *source, const char *path,
-    struct store_plan_phase **phases, struct store_err *err)
+    struct plan_overlap *ov, struct store_plan_phase **phases, struct store_err *err)
 {
 	struct plan_at at = { .root = path }, at_tiers = PLAN_KEY(&at, "tiers");
 	struct plan_ids ids = { 0 };
@@ -731,6 +765,7 @@ int store_plan_check_run(const json_t *run, const char *source, const char *path
 	int rc;
 
 	*phases = NULL;
+	plan_overlap_reset(ov);
 	if ((rc = plan_check_run_fields(run, source, &at, err)) != 0)
 		return rc;
 	tiers = json_object_get(run, "tiers");
@@ -754,7 +789,7 @@ int store_plan_check_run(const json_t *run, const char *source, const char *path
 			struct plan_at sub = PLAN_INDEX(&at_phases, j);
 
 			rc = plan_check_phase(
-			    ph, source, path, &sub, i, j, &ids, run_id, &(*phases)[ids.n], err);
+			    ph, source, path, &sub, i, j, &ids, ov, run_id, &(*phases)[ids.n], err);
 			if (rc != 0)
 				goto out;
 		}
