@@ -169,15 +169,16 @@ bool foreign_drain_end(struct sup *s)
 	if (s->foreign_seen < 0 || s->stopping || s->writes_off ||
 	    (s->cfg.batch_size > 0 && s->started >= s->cfg.batch_size))
 		return false;
+	/* A data_version that cannot be read is no sign of another program's commit. */
 	v = store_data_version(s->st);
-	if (v >= 0 && v == s->foreign_seen && !s->foreign_due && !s->foreign_unread)
+	if (v < 0 || (v == s->foreign_seen && !s->foreign_due && !s->foreign_unread))
 		return false;
 	/* Drained, no write waits for its commit; one that waits for its fsync is released
 	 * by sync.c, which calls lifecycle_check_done again. */
 	if (s->sync.nheld > 0)
 		return true;
 	loaded = foreign_load(s);
-	if (loaded >= 0 && v >= 0) {
+	if (loaded >= 0) {
 		s->foreign_seen = v;
 		s->foreign_due = false;
 		uv_check_stop(&s->foreign_check);

@@ -766,8 +766,8 @@ void foreign_check(struct sup *s);
  * last agreed with the database (or a read is due or failed), read the phases QUEUED that
  * the queues do not hold at once, load their runs and dispatch them. Returns true when it
  * loaded runs, or waits for a commit's fsync (whose end calls lifecycle_check_done
- * again): the drain is not over. False when nothing is new, the read failed (logged), the
- * batch is spent, or off (PostgreSQL, stopping). */
+ * again): the drain is not over. False when nothing is new, data_version cannot be read,
+ * the read failed (logged), the batch is spent, or off (PostgreSQL, stopping). */
 bool foreign_drain_end(struct sup *s);
 
 /* --- lifecycle.c: signals, stop levels, the end of the loop, the database's identity --- */
