@@ -176,7 +176,8 @@ bool procs_keep_none(pid_t pid, void *ctx)
 
 /* One pass over /proc: kill the live members of session sid (not self) and, with `keep`,
  * the caller's children it does not keep; reap the dead ones that are the caller's
- * children. Returns the live ones seen, or -1 when /proc cannot be read. */
+ * children. Returns the live ones seen and the children reaped (a next pass is wanted
+ * while either is not 0), or -1 when /proc cannot be read. */
 static int procs_scan_pass(pid_t sid, pid_t self, procs_keep_fn *keep, void *ctx, int *killed)
 {
 	pid_t me = getpid();
@@ -199,9 +200,11 @@ static int procs_scan_pass(pid_t sid, pid_t self, procs_keep_fn *keep, void *ctx
 #endif
 		if (st.sid != sid && !child)
 			continue;
+		/* A child that died may have handed its own children to the caller after this
+		 * pass read the caller's (or theirs): reaped, it has one more pass look again. */
 		if (st.state == 'Z' || st.state == 'X') {
-			if (st.ppid == me)
-				waitpid(pid, NULL, WNOHANG);
+			if (st.ppid == me && waitpid(pid, NULL, WNOHANG) == pid)
+				live++;
 			continue;
 		}
 		live++;
@@ -307,8 +310,9 @@ static int procs_children(pid_t pid, long threads, struct procs_list *l)
  * subreaper above it), and none of them from a child the caller keeps (a process enters a
  * session only as its founder's descendant). A process's children are read before it is
  * killed: once it is dead they are another's in the tree, read by the next pass. Returns
- * the live ones seen, or -2 when the caller's children cannot be read (a kernel without
- * /proc/<pid>/task/<tid>/children) or the walk is past PROCS_WALK_MAX. */
+ * the live ones seen and the children reaped (as procs_scan_pass), or -2 when the
+ * caller's children cannot be read (a kernel without /proc/<pid>/task/<tid>/children) or
+ * the walk is past PROCS_WALK_MAX. */
 static int procs_walk_pass(pid_t sid, pid_t self, procs_keep_fn *keep, void *ctx, int *killed)
 {
 	pid_t me = getpid();
@@ -336,9 +340,11 @@ static int procs_walk_pass(pid_t sid, pid_t self, procs_keep_fn *keep, void *ctx
 #ifdef AUTOPACK_MUTANT_orphans_left
 		child = false;
 #endif
+		/* A child that died may have handed its own children to the caller after this
+		 * pass read the caller's (or theirs): reaped, it has one more pass look again. */
 		if (st.state == 'Z' || st.state == 'X') {
-			if (st.ppid == me)
-				waitpid(pid, NULL, WNOHANG);
+			if (st.ppid == me && waitpid(pid, NULL, WNOHANG) == pid)
+				live++;
 			continue;
 		}
 		(void)procs_children(pid, st.threads, &l);
