@@ -1,6 +1,7 @@
 /* calibrate: propose estimator coefficients from the telemetry (a Markdown report, a
  * JSON proposal and a plot), and with --apply store them as a new active set. */
 #include "ctl/cmd-calibrate.h"
+#include "common/jsondump.h"
 #include "common/store/store_coef.h"
 #include "common/util.h"
 #include "common/numarg.h"
@@ -243,8 +244,7 @@ static int cmd_calib_write(const struct cmd_ctx *ctx, const char *dir,
 	j = calib_json_proposal(&res->groups, m);
 	errno = 0;
 	if (failed == NULL &&
-	    (json_dumpf(j, files->json_f,
-	         JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(15)) != 0 ||
+	    (json_dumpf_short(j, files->json_f, JSON_INDENT(2) | JSON_PRESERVE_ORDER) != 0 ||
 	        fflush(files->json_f) != 0)) {
 		failed = files->json;
 		err = errno;

@@ -1,5 +1,6 @@
 /* What every command shares: option parsing, errors, opening the database. */
 #include "ctl/cmd.h"
+#include "common/jsondump.h"
 #include "common/dbfiles.h"
 #include "common/store/dburl.h"
 #include "common/store/dburl_pg.h"
@@ -438,7 +439,7 @@ void cmd_json_print(json_t *j)
 		    "(a file name, an argument) is not UTF-8\n");
 		exit(CMD_EXIT_UNUSABLE);
 	}
-	json_dumpf(
+	json_dumpf_short(
 	    j, stdout, (cmd_json_lines ? JSON_COMPACT : JSON_INDENT(2)) | JSON_PRESERVE_ORDER);
 	fputc('\n', stdout);
 	cmd_stdout_flush();

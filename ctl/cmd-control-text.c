@@ -2,6 +2,7 @@
  * supervisor's reply to pause, resume, scale, stop and cancel (over the control socket or
  * through a shared database), in place of the reply's JSON, which --json prints. */
 #include "ctl/cmd.h"
+#include "common/jsondump.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -142,7 +143,7 @@ void cmd_control_say(const char *cmd, json_t *body, FILE *out)
 			saids[i].say(body, out);
 			return;
 		}
-	s = json_dumps(body, JSON_COMPACT | JSON_SORT_KEYS);
+	s = json_dumps_short(body, JSON_COMPACT | JSON_SORT_KEYS);
 	fprintf(out, "done: %s\n", s != NULL ? cmd_shown(s) : "");
 	free(s);
 }

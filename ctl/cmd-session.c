@@ -1,5 +1,6 @@
 /* The drain session reports: session list, session show. */
 #include "ctl/cmd.h"
+#include "common/jsondump.h"
 #include "common/jsonload.h"
 #include "common/store/store_session.h"
 #include "common/procs.h"
@@ -366,7 +367,7 @@ static void cmd_session_print(
 {
 	json_t *stopped_fps = json_object_get(m->state, "stopped_fingerprints");
 	json_t *czy = json_object_get(m->state, "consecutive_zero_yield");
-	char *text = json_dumps(settings, JSON_COMPACT | JSON_SORT_KEYS);
+	char *text = json_dumps_short(settings, JSON_COMPACT | JSON_SORT_KEYS);
 
 	printf("\n== drain session %s ==\n", cmd_shown(s->session_id));
 	printf("  started:      %s\n", cmd_shown(s->started_at));

@@ -1,5 +1,6 @@
 /* The telemetry commands: telemetry report, telemetry import, telemetry export. */
 #include "ctl/cmd.h"
+#include "common/jsondump.h"
 #include "common/store/store_telemetry.h"
 #include "common/calib/calib.h"
 #include "common/calib/telemetry.h"
@@ -426,7 +427,7 @@ static int cmd_telem_export_row(json_t *obj, void *arg)
 	struct cmd_telem_export_state *s = arg;
 
 	errno = 0;
-	if (json_dumpf(obj, s->out, JSON_COMPACT | JSON_PRESERVE_ORDER) != 0 ||
+	if (json_dumpf_short(obj, s->out, JSON_COMPACT | JSON_PRESERVE_ORDER) != 0 ||
 	    fputc('\n', s->out) == EOF) {
 		s->cause = errno != 0 ? errno : EIO;
 		return 1;

@@ -4,6 +4,7 @@
  * (--json: one JSON object per line). When the supervisor exits, the final counts of its
  * session are read from the database and printed, and watch exits with the status the
  * supervisor recorded at the end of its session (1 if it recorded none). */
+#include "common/jsondump.h"
 #include "common/procs.h"
 #include "common/progress.h"
 #include "common/jsonload.h"
@@ -74,7 +75,7 @@ static bool watch_show(json_t *b, bool json, int width)
 		    json_integer_value(json_object_get(pool, "live")), "wanted",
 		    json_integer_value(json_object_get(pool, "target")), "in_flight",
 		    json_integer_value(json_object_get(q, "in_flight")));
-		char *text = json_dumps(o, JSON_COMPACT);
+		char *text = json_dumps_short(o, JSON_COMPACT);
 
 		printf("%s\n", text != NULL ? text : "{}");
 		free(text);
@@ -159,7 +160,7 @@ static int watch_final(struct cmd_ctx *ctx, json_t *last, bool json, int width, 
 		    (json_int_t)(have ? ses.results - ses.successes - ses.handed_back : 0),
 		    "handed_back", (json_int_t)(have ? ses.handed_back : 0), "progress",
 		    json_object_get(last, "progress"));
-		char *text = json_dumps(o, JSON_COMPACT);
+		char *text = json_dumps_short(o, JSON_COMPACT);
 
 		printf("%s\n", text != NULL ? text : "{}");
 		free(text);

@@ -115,11 +115,8 @@ int cmd_usage_error(const struct cmd_ctx *ctx, const char *fmt, ...)
 int cmd_path_given(const struct cmd_ctx *ctx, const char *what, const char *value);
 /* Print a command's --help to stdout (ctl/cmd-help.c): its usage line, summary and help
  * text; with --json one object {"command", "usage", "summary", "options", "help"}, the
- * options read from the usage line (cmd_help_options). */
+ * options read from the usage line (help_json_options, common/helpjson.h). */
 void cmd_help_print(const struct cmd_ctx *ctx, const struct cmd_entry *e);
-/* The options a usage line names, in its order and each once: a JSON array of
- * {"name": "--timeout", "value": "S"}, "value" null for an option that takes none. */
-json_t *cmd_help_options(const char *usage);
 /* A command of the table as JSON: {"command", "usage", "summary"}. */
 json_t *cmd_help_entry_json(const struct cmd_entry *e);
 

@@ -1,5 +1,6 @@
 /* autopack-ctl: `autopack-ctl [--db URL] COMMAND [ARGS]`. Finds the command in
  * cmd_table[] and runs it. */
+#include "common/helpjson.h"
 #include "common/stacklimit.h"
 #include "common/umaskcheck.h"
 #include "common/log.h"
@@ -38,7 +39,7 @@ static void ctl_usage(FILE *out)
  * same lines and command table. */
 static void ctl_help(bool json)
 {
-	json_t *cmds;
+	json_t *cmds, *j;
 
 	if (!json) {
 		ctl_usage(stdout);
@@ -47,17 +48,16 @@ static void ctl_help(bool json)
 	cmds = json_array();
 	for (size_t i = 0; i < cmd_table_size; i++)
 		json_array_append_new(cmds, cmd_help_entry_json(cmd_table[i]));
-	cmd_json_print(
-	    json_pack("{s:s, s:s, s:o, s:s, s:o}", "command", "autopack-ctl", "usage", CTL_USAGE,
-	        "options", cmd_help_options(CTL_USAGE), "help", CTL_USAGE_DB, "commands", cmds));
+	j = help_json_program("autopack-ctl", CTL_USAGE, CTL_USAGE_DB);
+	json_object_set_new(j, "commands", cmds);
+	cmd_json_print(j);
 }
 
 /* Print --version as text, or with --json as {"command": "autopack-ctl", "version"}. */
 static void ctl_version(bool json)
 {
 	if (json)
-		cmd_json_print(json_pack(
-		    "{s:s, s:s}", "command", "autopack-ctl", "version", AUTOPACK_VERSION));
+		cmd_json_print(help_json_version("autopack-ctl"));
 	else
 		printf("autopack-ctl %s\n", AUTOPACK_VERSION);
 }

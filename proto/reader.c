@@ -116,3 +116,21 @@ int proto_reader_next(struct proto_reader *r, struct proto_msg *out, struct prot
 	}
 	return 1;
 }
+
+/* Say how much came of the frame not yet whole, if any. */
+bool proto_reader_cut(const struct proto_reader *r, struct proto_err *err)
+{
+	size_t have = r->len - r->scan;
+
+	if (have == 0)
+		return false;
+	if (have < 4)
+		snprintf(err->text, sizeof err->text,
+		    "frame: cut short by the end of the stream: %zu of the 4 bytes of its length came",
+		    have);
+	else
+		snprintf(err->text, sizeof err->text,
+		    "frame: cut short by the end of the stream: %zu of its %zu bytes came",
+		    have - 4, be32(r->buf + r->scan));
+	return true;
+}

@@ -87,6 +87,9 @@ int proto_reader_feed(struct proto_reader *r, const void *data, size_t n, struct
 /* Take the next whole frame: 1 with `out` filled, 0 when more bytes are needed, -1 with
  * `err` set when the frame is malformed (the reader is then unusable: drop the peer). */
 int proto_reader_next(struct proto_reader *r, struct proto_msg *out, struct proto_err *err);
+/* Whether bytes of a frame not yet whole are buffered (what an end of stream then cuts
+ * short): true with `err` saying how much of it came, false when none are. */
+bool proto_reader_cut(const struct proto_reader *r, struct proto_err *err);
 
 /* Names used on the wire; "unknown" for a value that is not a type or kind. */
 const char *proto_type_name(enum proto_type t);

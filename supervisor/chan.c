@@ -118,6 +118,12 @@ static void chan_read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 
 	(void)buf;
 	if (n < 0) {
+		/* A peer that half-closes in the middle of a frame is told so, when the
+		 * channel tells its refusals (on_refused). */
+		if (n == UV_EOF && c->on_refused != NULL && proto_reader_cut(&c->rd, &err)) {
+			chan_refuse(c, err.text);
+			return;
+		}
 		/* A peer that exits with our frames unread resets the connection: that is
 		 * an end of stream like EOF, not a protocol error. */
 		chan_close(c, n == UV_EOF || n == UV_ECONNRESET ? NULL : uv_strerror((int)n));

@@ -15,9 +15,10 @@ struct chan;
 typedef void (*chan_msg_cb)(struct chan *c, struct proto_msg *m);
 /* Called once the channel is closed and its handle released; `why` is NULL on clean EOF. */
 typedef void (*chan_close_cb)(struct chan *c, const char *why);
-/* Called, when set, with the reason a frame was refused as malformed, in place of closing
- * the channel at once: the callee closes it (chan_close_after_write, once it has told the
- * peer why). */
+/* Called, when set, with the reason a frame was refused as malformed, or was cut short by
+ * the peer's end of stream (a half-close, after which the peer may still read), in place
+ * of closing the channel at once: the callee closes it (chan_close_after_write, once it
+ * has told the peer why). */
 typedef void (*chan_refused_cb)(struct chan *c, const char *why);
 
 struct chan {

@@ -12,6 +12,7 @@
  * `status`, `scale` or `stop` out. Every connection dropped or refused is logged, at most
  * one line a second for each cause and the rest counted (droplog.h). */
 #include "supervisor/cmd.h"
+#include "common/jsondump.h"
 #include "supervisor/droplog.h"
 #include "common/log.h"
 #include "common/procs.h"
@@ -183,7 +184,7 @@ static void control_request(struct ctl_conn *c, const struct proto_request *req)
 
 	store_devino(s->st, devino);
 	if (rc == 0 && rep.body != NULL)
-		body = json_dumps(rep.body, JSON_COMPACT);
+		body = json_dumps_short(rep.body, JSON_COMPACT);
 	m.u.reply.id = req->id;
 	m.u.reply.ok = rc == 0;
 	m.u.reply.code = (char *)rep.code;

@@ -10,6 +10,7 @@
  * identifier, the database name and its uuid) every second, and its verdict is in the
  * snapshot. */
 #include "supervisor/observe.h"
+#include "common/jsondump.h"
 #include "supervisor/droplog.h"
 #include "supervisor/http_deadline.h"
 #include "common/jsonload.h"
@@ -181,7 +182,7 @@ static char *http_health_json(struct sup *s)
 	    last > 0 ? json_real((double)(clock_wall_ms() - last) / 1000.0) : json_null(),
 	    "writer_queue_writes", (json_int_t)s->ops_n, "workers", "live", s->live, "wanted",
 	    s->target, "reasons", reasons);
-	text = json_dumps(j, JSON_COMPACT);
+	text = json_dumps_short(j, JSON_COMPACT);
 	json_decref(j);
 	return text;
 }
@@ -197,13 +198,13 @@ static void http_publish(struct sup *s)
 	sn->refs = 1;
 	sn->status_ok = doc != NULL;
 	if (doc != NULL) {
-		sn->status = json_dumps(doc, JSON_COMPACT);
+		sn->status = json_dumps_short(doc, JSON_COMPACT);
 		json_decref(doc);
 	} else {
 		json_t *e = json_pack(
 		    "{s:b, s:s, s:s}", "ok", false, "error", "store_error", "message", err.text);
 
-		sn->status = json_dumps(e, JSON_COMPACT);
+		sn->status = json_dumps_short(e, JSON_COMPACT);
 		json_decref(e);
 	}
 	sn->metrics = metrics_text(s);
@@ -308,7 +309,7 @@ static enum MHD_Result http_error(
 	clean = utf8_clean(msg, sizeof msg);
 	j = json_pack("{s:b, s:s, s:s}", "ok", false, "error", code, "message", clean);
 	free(clean);
-	text = json_dumps(j, JSON_COMPACT);
+	text = json_dumps_short(j, JSON_COMPACT);
 	json_decref(j);
 	rc = text != NULL ? http_send(c, status, "application/json", text, strlen(text)) : MHD_NO;
 	free(text);
@@ -357,7 +358,7 @@ static enum MHD_Result http_healthz(struct http *h, struct MHD_Connection *c)
 	json_object_set_new(
 	    j, "status", json_string(json_array_size(reasons) ? "unhealthy" : "ok"));
 	json_object_set_new(j, "snapshot_age_seconds", json_real((double)age / 1000.0));
-	text = json_dumps(j, JSON_COMPACT);
+	text = json_dumps_short(j, JSON_COMPACT);
 	rc = http_send(c, json_array_size(reasons) ? MHD_HTTP_SERVICE_UNAVAILABLE : MHD_HTTP_OK,
 	    "application/json", text, strlen(text));
 	free(text);
@@ -474,6 +475,23 @@ static size_t http_unescape_cb(void *cls, struct MHD_Connection *c, char *s)
 	return strlen(s);
 }
 
+/* Cut a request's query string to nothing before libmicrohttpd parses it: no path served
+ * takes one, and libmicrohttpd takes a record out of the connection's 32 KiB for each of
+ * its arguments, so a query of some 450 of them (2 KiB: `?a=1&a=1&…`) left no room for
+ * any answer, and the connection hung unanswered until its timeout. `uri` points into
+ * libmicrohttpd's own copy of the request line, which it cuts at the '?' itself once this
+ * returns. Returns no per-request state. */
+static void *http_uri_cb(void *cls, const char *uri, struct MHD_Connection *c)
+{
+	char *query = strchr(uri, '?');
+
+	(void)cls;
+	(void)c;
+	if (query != NULL)
+		query[1] = '\0';
+	return NULL;
+}
+
 /* Route libmicrohttpd's messages into the log, at most one a second and the rest counted
  * (droplog.h): a client sending junk must not flood it. */
 static void http_log_cb(void *cls, const char *fmt, va_list ap)
@@ -534,10 +552,10 @@ int http_start(struct sup *s)
 	    MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa, MHD_OPTION_CONNECTION_LIMIT,
 	    h->deadlines.limit, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)HTTP_TIMEOUT_S,
 	    MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)HTTP_CONNECTION_MEMORY,
-	    MHD_OPTION_UNESCAPE_CALLBACK, http_unescape_cb, NULL, MHD_OPTION_NOTIFY_CONNECTION,
-	    http_deadline_notify, &h->deadlines, MHD_OPTION_NOTIFY_COMPLETED,
-	    http_deadline_completed, &h->deadlines, MHD_OPTION_STRICT_FOR_CLIENT, HTTP_STRICT,
-	    MHD_OPTION_END);
+	    MHD_OPTION_UNESCAPE_CALLBACK, http_unescape_cb, NULL, MHD_OPTION_URI_LOG_CALLBACK,
+	    http_uri_cb, NULL, MHD_OPTION_NOTIFY_CONNECTION, http_deadline_notify, &h->deadlines,
+	    MHD_OPTION_NOTIFY_COMPLETED, http_deadline_completed, &h->deadlines,
+	    MHD_OPTION_STRICT_FOR_CLIENT, HTTP_STRICT, MHD_OPTION_END);
 	pthread_mutex_lock(&h->lock);
 	h->started = true;
 	strlcpy_ap(err, h->start_msg, sizeof err);

@@ -14,6 +14,7 @@
 #include "common/store/dburl_pg.h"
 #include "proto/hand.h"
 #include "proto/proto.h"
+#include "common/helpjson.h"
 #include "common/usage.h"
 #include "common/utf8.h"
 
@@ -31,7 +32,7 @@
 
 static const char usage_text[] =
     "usage: autopack-supervisor [--db URL] [options]\n"
-    "       autopack-supervisor --version | --help\n"
+    "       autopack-supervisor --version | --help [--json]\n"
     "\n"
     "Drain the queued phases of one autopack database with a pool of workers. The\n"
     "supervisor is the database's only writer; it refuses to start on a database another\n"
@@ -117,6 +118,7 @@ static const char usage_text[] =
     "  --max-tokens-cap N          upper bound of any max_tokens (default 64000)\n"
     "  --version                   print the version\n"
     "  -h, --help                  this text\n"
+    "  --json                      with --help or --version: print it as one JSON object\n"
     "\n"
     "API keys: ANTHROPIC_API_KEY / OPENAI_API_KEY in the environment; they are taken out\n"
     "of it at start and handed to each worker once it is not dumpable, on a socket it\n"
@@ -178,7 +180,8 @@ enum {
 	OPT_CHECKPROC,
 	OPT_CHECKMEM,
 	OPT_CHECKTMP,
-	OPT_LAST = OPT_CHECKTMP,
+	OPT_JSON,
+	OPT_LAST = OPT_JSON,
 };
 
 static const struct option long_opts[] = {
@@ -218,6 +221,7 @@ static const struct option long_opts[] = {
 	{ "log-level", required_argument, NULL, OPT_LOGLEVEL },
 	{ "log-format", required_argument, NULL, OPT_LOGFORMAT },
 	{ "version", no_argument, NULL, OPT_VERSION },
+	{ "json", no_argument, NULL, OPT_JSON },
 	{ "http", required_argument, NULL, OPT_HTTP },
 	{ "lease-timeout", required_argument, NULL, OPT_LEASE },
 	{ "check-network", required_argument, NULL, OPT_CHECKNET },
@@ -542,12 +546,19 @@ static void flag_other(struct sup_config *c, int o, char **argv)
 		break;
 	case 'h':
 	case OPT_HELP:
+		if (help_json_asked(argv))
+			exit(help_json_print("autopack-supervisor",
+			    help_json_text("autopack-supervisor", usage_text)));
 		errno = 0; /* the cause of a write that fails in it */
 		fputs(usage_text, stdout);
 		exit(stdout_finish("autopack-supervisor", errno) == 0 ? 0 : 1);
 	case OPT_VERSION:
+		if (help_json_asked(argv))
+			exit(help_json_print(
+			    "autopack-supervisor", help_json_version("autopack-supervisor")));
 		printf("autopack-supervisor %s\n", AUTOPACK_VERSION);
 		exit(stdout_finish("autopack-supervisor", 0) == 0 ? 0 : 1);
+	case OPT_JSON: break; /* taken by --help and --version, wherever it stands */
 	case OPT_LOGLEVEL:
 		if (log_level_parse(optarg, &level) != 0)
 			flag_fail("log-level", "\"%s\" is not error, warn, info or debug", optarg);
@@ -632,6 +643,10 @@ static void parse_flags(struct sup_config *c, int argc, char **argv)
 			continue;
 		flag_other(c, o, argv);
 	}
+	if (given[OPT_JSON - OPT_DB] != NULL)
+		flag_fail("json",
+		    "goes only with --help or --version: the supervisor writes a log, not a "
+		    "result (for a log of JSON lines: --log-format json)");
 	if (optind < argc) {
 		usage_say("autopack-supervisor", "unexpected argument \"%s\"", argv[optind]);
 		fputs("Try 'autopack-supervisor --help'.\n", stderr);

@@ -1,6 +1,8 @@
 """Shared fixtures: where the binaries are, fresh directories, and helpers that run the
 real binaries as separate processes."""
+import json
 import os
+import re
 import subprocess
 
 import pytest
@@ -75,6 +77,36 @@ def run(name, *args, env=None, cwd=None, timeout=120, input=None):
 
 def ctl(*args, **kw):
     return run("autopack-ctl", *args, **kw)
+
+
+def shortest_real(v):
+    """The text the programs write for the double v in JSON: %.15g, %.16g or %.17g, the
+    first that reads back as v, a ".0" added to an integral one, the exponent without '+'
+    or leading zeros."""
+    for prec in (15, 16, 17):
+        t = "%.*g" % (prec, v)
+        if float(t) == v:
+            break
+    if "." not in t and "e" not in t:
+        t += ".0"
+    return re.sub(r"e\+?(-?)0*(\d)", r"e\1\2", t)
+
+
+def json_reals(text):
+    """(value, [the text of each real in the JSON `text`]): each real read back as the
+    double it names, and its text as written."""
+    seen = []
+    value = json.loads(text, parse_float=lambda t: seen.append(t) or float(t))
+    return value, seen
+
+
+def assert_reals_shortest(text):
+    """Every real of the JSON `text` is written in its shortest form (shortest_real), and
+    reads back as the same double."""
+    _, seen = json_reals(text)
+    long = [t for t in seen if t != shortest_real(float(t))]
+    assert not long, long
+    return seen
 
 
 @pytest.fixture

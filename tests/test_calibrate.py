@@ -12,7 +12,7 @@ import re
 import sqlite3
 import xml.etree.ElementTree as ET
 
-from conftest import ctl
+from conftest import assert_reals_shortest, ctl, json_reals
 from supervisor_helpers import full_tmpfs
 from telemetry_helpers import SAMPLES, close, imported_db, rows, url
 
@@ -809,3 +809,24 @@ def test_the_plot_colours_ten_categories_and_counts_the_rest_in_grey(tmp):
     assert all(fills["cat%02d" % c] == {"#9a9a9a"} for c in range(10, 14)), fills
     own = [fills["cat%02d" % c] for c in range(10)]
     assert all(len(f) == 1 for f in own) and len(set.union(*own)) == 10, own
+
+
+def test_reals_are_written_in_the_shortest_form_that_reads_back_the_same(tmp):
+    """calibrate --json wrote each real with 17 significant digits ("coverage":
+    0.94999999999999996 for --coverage 0.95), and the proposal's file with 15, which does
+    not read back as the same double (8.0219008922728 for 8.021900892272797). Both write
+    the shortest of 15, 16 and 17 digits that reads back the same: the file's figures are
+    the output's, to the bit."""
+    db = imported_db(tmp)
+    r = ctl("--db", url(db), "calibrate", "--json", "--out", "o", "--repeats", "2")
+    assert r.rc == 0, r
+    assert '"coverage": 0.95,' in r.out and "0.9499999" not in r.out, r.out
+    seen = assert_reals_shortest(r.out)
+    assert len(seen) > 50 and any(len(t.strip("-").replace(".", "")) >= 16 for t in seen)
+    j, _ = json_reals(r.out)
+    assert j["proposal"]["metadata"]["coverage"] == 0.95 == j["proposal"]["model"]["coverage"]
+    with open(j["files"]["proposal"]) as f:
+        text = f.read()
+    assert_reals_shortest(text)
+    model = json.loads(text)["model"]
+    assert model == j["proposal"]["model"], (model, j["proposal"]["model"])

@@ -3,9 +3,12 @@ stands on the command line, values at their limits, files that are no regular fi
 database another process holds or that may not be written."""
 import json
 import os
+import re
 import signal
 import subprocess
 import time
+
+import pytest
 
 from conftest import binpath, ctl, preload, run as run_bin
 from telemetry_helpers import SAMPLES
@@ -406,6 +409,39 @@ def test_help_and_version_under_json_are_json_for_every_command(tmp):
     stop = json.loads(ctl("stop", "--help", "--json").out)
     assert {"name": "--timeout", "value": "S"} in stop["options"], stop
     assert {"name": "--now", "value": None} in stop["options"], stop
+
+
+@pytest.mark.parametrize("prog", ["autopack-supervisor", "autopack-worker"])
+def test_supervisor_and_worker_help_and_version_under_json_are_json(tmp, prog):
+    """`autopack-supervisor --help --json` printed the text, and `--json --help` was an
+    unknown option (exit 2); the worker's the same. Both print the JSON autopack-ctl
+    prints, from the same code and their own --help text; --json alone is refused saying
+    what it goes with."""
+    text = run_bin(prog, "--help").out
+    version = run_bin(prog, "--version").out.split()[1]
+    for argv in (["--version", "--json"], ["--json", "--version"]):
+        r = run_bin(prog, *argv)
+        assert r.rc == 0 and json.loads(r.out) == {"command": prog, "version": version}, r
+    for argv in (["--help", "--json"], ["--json", "--help"], ["-h", "--json"]):
+        r = run_bin(prog, *argv)
+        assert r.rc == 0, (argv, r)
+        obj = json.loads(r.out)
+        assert obj["command"] == prog and text == obj["usage"] + "\n" + obj["help"], obj
+        assert obj["usage"].startswith("usage: %s " % prog), obj
+        names = [o["name"] for o in obj["options"]]
+        # Each option of the usage lines and of the option lines, and nothing else, once.
+        lines = re.findall(r"^ {1,4}(?:-h, )?(--[a-z][a-z0-9-]*)", text, re.M)
+        lines += re.findall(r"--[a-z][a-z0-9-]*", obj["usage"])
+        assert len(names) == len(set(names)) and set(names) == set(lines), (names, lines)
+        for o in obj["options"]:
+            want = o["name"] + (" " + o["value"] if o["value"] else "")
+            assert want in text, o
+    options = {o["name"]: o["value"] for o in obj["options"]}
+    assert options["--log-level"] == "L" and options["--check-network"] == "isolated|host"
+    assert options["--json"] is None and options["--help"] is None
+    r = run_bin(prog, "--json")
+    assert r.rc == 2 and r.out == "", r
+    assert "--json" in r.err and "goes only with --help or --version" in r.err, r
 
 
 def test_an_empty_autopack_db_url_is_an_error_naming_it(tmp):

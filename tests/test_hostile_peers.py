@@ -1,10 +1,11 @@
 """Hostile peers of a running supervisor: HTTP clients sending what no browser or scraper
 sends (a method of bytes that are no UTF-8, two Host lines, HTTP/0.9, NUL bytes, bodies and
-100-continue on requests that take none, absolute-form URIs, escaped dots, requests too big
-to hold, a flood of connections under a low `ulimit -n`), control clients sending
-malformed frames or arguments a command does not take, workers naming attempts that are
-not theirs, and LLM providers answering what no real one answers. Each is answered with an
-error naming what was wrong, and the supervisor goes on serving and draining."""
+100-continue on requests that take none, absolute-form URIs, escaped dots, queries of
+thousands of arguments, requests too big to hold, a flood of connections under a low
+`ulimit -n`), control clients sending malformed frames (or cut short) or arguments a
+command does not take, workers naming attempts that are not theirs, and LLM providers
+answering what no real one answers. Each is answered with an error naming what was wrong,
+and the supervisor goes on serving and draining."""
 import collections
 import gzip
 import http.client
@@ -104,11 +105,26 @@ def test_every_malformed_http_request_gets_an_answer_naming_what_was_wrong(tmp):
             (b"GET /%2e%2e/%2e%2e/etc/passwd HTTP/1.1\r\n" + H + b"\r\n", 404),
             (b"GET /metrics/../healthz HTTP/1.1\r\n" + H + b"\r\n", 404),
             (b"GET /metrics?" + b"a" * 100000 + b" HTTP/1.1\r\n" + H + b"\r\n", 414),
+            # A query of many arguments, which no path reads: libmicrohttpd took a record
+            # for each out of the connection's memory, left no room for an answer, and the
+            # connection hung unanswered until its timeout.
+            (b"GET /metrics?" + b"a=1&" * 2000 + b" HTTP/1.1\r\n" + H + b"\r\n", 200),
+            (b"GET /healthz?" + b"a&" * 10000 + b" HTTP/1.1\r\n" + H + b"\r\n", 200),
             (b"GET /healthz HTTP/1.1\r\n" + H + b"X-Big: " + b"y" * (1 << 20) + b"\r\n\r\n",
              431),
             (b"GET /healthz HTTP/1.1\r\n" + H + b"".join(b"X-%d: a\r\n" % i
                                                           for i in range(10000)) + b"\r\n", 431),
             (b"GET /healthz HTTP/2.0\r\n" + H + b"\r\n", 505),
+            # libmicrohttpd's own answers to a Content-Length that is no number or past
+            # 2^64, and to a Cookie header it has no room to take apart (16 KiB of it, or a
+            # few hundred cookies): the status is right, though libmicrohttpd 0.9.75 sends
+            # its status line and headers twice (docs/observe.md).
+            (b"GET /healthz HTTP/1.1\r\n" + H + b"Content-Length: -1\r\n\r\n", 400),
+            (b"GET /healthz HTTP/1.1\r\n" + H + b"Content-Length: 1e3\r\n\r\n", 400),
+            (b"GET /healthz HTTP/1.1\r\n" + H + b"Content-Length: " + b"9" * 30 + b"\r\n\r\n",
+             413),
+            (b"GET / HTTP/1.1\r\n" + H + b"Cookie: " + b"; ".join(
+                b"c%d=%s" % (i, b"v" * 400) for i in range(40)) + b"\r\n\r\n", 431),
             # A body the server never reads, announced or sent, on a request that takes none.
             (b"GET /healthz HTTP/1.1\r\n" + H + b"Content-Length: 5\r\n\r\nhello", 200),
             (b"GET /healthz HTTP/1.1\r\n" + H + b"Content-Length: 99999999\r\n\r\nx", 200),
@@ -123,6 +139,11 @@ def test_every_malformed_http_request_gets_an_answer_naming_what_was_wrong(tmp):
             assert raw.startswith(b"HTTP/1.1 %d " % want), (request[:60], raw[:200])
             # No interim 100 Continue: the body of a refused request is never asked for.
             assert b"100 Continue" not in raw, raw[:200]
+        # A request line whose parts are split by tabs, or that starts with a space, is
+        # closed unanswered by libmicrohttpd.
+        for request in (b"GET\t/healthz\tHTTP/1.1\r\n" + H + b"\r\n",
+                        b" GET /healthz HTTP/1.1\r\n" + H + b"\r\n"):
+            assert exchange(port, request) == b"", request
         # Two requests in one write: the first is answered and the connection closed
         # (every answer says Connection: close), the second is not read.
         raw = exchange(port, (b"GET /healthz HTTP/1.1\r\n" + H + b"\r\n") * 2)
@@ -251,6 +272,68 @@ def test_a_malformed_control_frame_is_answered_with_what_was_wrong_before_the_cl
     finally:
         sup.signal(signal.SIGTERM)
         assert sup.wait() == 0, sup.stderr()
+
+
+def test_a_control_frame_cut_short_by_a_half_close_is_answered_with_how_much_came(tmp):
+    """A control client that wrote part of a frame (some bytes of its length, or a length
+    and part of the map) and then half-closed its socket, still reading, was closed without
+    a word, and nothing was logged: a script that got its length prefix wrong waited for
+    an answer that never came. It is now told, in a reply of code bad_request naming how
+    much of the frame came, as any malformed frame is, and the drop is logged; a whole
+    request followed by a half-close is still answered."""
+    sup, _ = serving(tmp)
+    path = sup.control
+    whole = frame(REQ)
+    try:
+        for data, why in (
+                (b"\x00", "1 of the 4 bytes of its length came"),
+                (whole[:3], "3 of the 4 bytes of its length came"),
+                (whole[:4], "0 of its %d bytes came" % (len(whole) - 4)),
+                (whole[:-3], "%d of its %d bytes came" % (len(whole) - 7, len(whole) - 4)),
+                (whole + whole[:6], "2 of its %d bytes came" % (len(whole) - 4))):
+            replies = control_exchange_shut(path, data)
+            assert len(replies) == 1 + (data.startswith(whole)), (data, replies)
+            if data.startswith(whole):
+                assert replies[0]["ok"] is True, replies
+            r = replies[-1]
+            assert (r["ok"], r["code"]) == (False, "bad_request"), (data, r)
+            assert r["msg"] == ("request refused, connection closed: frame: cut short by "
+                                "the end of the stream: " + why), r
+            assert r["uuid"] == sup.status()["db_uuid"]
+        # A whole request and a half-close: answered, and nothing refused.
+        replies = control_exchange_shut(path, whole)
+        assert [r["ok"] for r in replies] == [True], replies
+        assert "dropped: frame: cut short by the end of the stream: 1 of the 4 bytes" in \
+            sup.stderr()
+        assert sup.ctl("status", "--json").rc == 0
+    finally:
+        sup.signal(signal.SIGTERM)
+        assert sup.wait() == 0, sup.stderr()
+
+
+def control_exchange_shut(path, data):
+    """Send bytes on a new control connection and half-close it; the replies read until
+    the supervisor closes it, decoded."""
+    s = socket.socket(socket.AF_UNIX)
+    s.settimeout(10)
+    s.connect(path)
+    out = b""
+    try:
+        s.sendall(data)
+        s.shutdown(socket.SHUT_WR)
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            out += chunk
+    finally:
+        s.close()
+    replies = []
+    while len(out) >= 4:
+        n = struct.unpack(">I", out[:4])[0]
+        replies.append(msgpack.unpackb(out[4:4 + n], raw=False))
+        out = out[4 + n:]
+    return replies
 
 
 def test_a_worker_naming_another_workers_attempt_or_writing_after_its_result_changes_nothing(

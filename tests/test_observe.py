@@ -24,7 +24,7 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from conftest import ROOT, binpath, ctl, run
+from conftest import ROOT, assert_reals_shortest, binpath, ctl, run
 from supervisor_helpers import (Standin, Supervisor, gate_check, hold_write_lock,
                                 llm_supervisor, new_db, release, rogue_supervisor, sql,
                                 status_when, wait_for)
@@ -804,6 +804,28 @@ def test_a_fast_drain_shows_its_rate_and_an_eta_of_seconds(tmp):
         # The window is the supervisor's life, which is within elapsed, or a second when
         # the drain took less.
         assert p["phases_per_minute"] >= 20000 * 60 / max(elapsed, 1.0) * 0.999, (p, elapsed)
+    finally:
+        assert sup.stop_now() == 0, sup.stderr()
+
+
+def test_the_supervisors_json_writes_each_real_in_its_shortest_form(tmp):
+    """/api/status, /healthz and the reply status --json prints wrote each real with 17
+    significant digits (a lag of 0.123 s as 0.12299999999999999). Each is the shortest of
+    15, 16 and 17 digits that reads back as the same double."""
+    url = new_db(tmp, runs=2, phases=3)
+    sup = Supervisor(tmp, url, "--workers", 1, "--dry-run", "--http", "127.0.0.1:0")
+    try:
+        base = http_base(sup)
+        wait_for(lambda: sup.status()["progress"]["remaining"] == 0, what="the drain")
+        seen = []
+        for path in ("/api/status", "/healthz"):
+            status, headers, body = request(base, path)
+            assert status == 200 and headers["content-type"] == "application/json", body
+            seen += assert_reals_shortest(body)
+        r = sup.ctl("status", "--json")
+        assert r.rc == 0, r
+        seen += assert_reals_shortest(r.out)
+        assert len(seen) >= 6, seen
     finally:
         assert sup.stop_now() == 0, sup.stderr()
 

@@ -7,7 +7,9 @@ import os
 import sqlite3
 import statistics
 
-from conftest import ctl
+import pytest
+
+from conftest import assert_reals_shortest, ctl
 from supervisor_helpers import full_tmpfs
 from telemetry_helpers import SAMPLES, close, imported_db, rows, url
 
@@ -101,6 +103,48 @@ def test_import_refuses_a_malformed_tsv_naming_line_and_column_and_writes_nothin
     assert json.loads(r.out)["error"] == "EINVAL"
     assert rows(db, "SELECT count(*) FROM runs") == [(0,)]
     assert rows(db, "SELECT count(*) FROM token_estimation_v2_events") == [(0,)]
+
+
+@pytest.mark.parametrize("column,old,shown", [
+    ("predicted_output", "\t780\t", "expected a non-negative integer, got '%s'"),
+    ("timestamp", None, "expected a UTC time like 2025-12-23T22:06:12Z, got '%s'"),
+])
+def test_import_error_quotes_a_long_field_cut_at_a_character_start(tmp, column, old, shown):
+    """A field longer than 40 bytes was quoted cut at its 40th byte, inside the
+    two-byte character there: the terminal showed a \\xc3 and the JSON message a
+    U+FFFD. The cut is now at the start of that character."""
+    db = tmp / "t.db"
+    assert ctl("--db", url(db), "db", "init").rc == 0
+    field = "x" + "\u00e9" * 30
+    lines = open(SAMPLES).read().splitlines(True)
+    if old is None:
+        bad = lines[5].split("\t", 1)
+        bad = field + "\t" + bad[1]
+    else:
+        bad = lines[5].replace(old, "\t%s\t" % field)
+    assert bad != lines[5]
+    (tmp / "bad.tsv").write_text("".join(lines[:5] + [bad] + lines[6:]), encoding="utf-8")
+    r = ctl("--db", url(db), "telemetry", "import", "bad.tsv", "--json")
+    assert r.rc == 1, r
+    want = "bad.tsv:6: column %s: " % column + shown % ("x" + "\u00e9" * 19)
+    assert want in r.err, r
+    assert "\\x" not in r.err, r
+    assert want in json.loads(r.out)["message"], r.out
+    assert "\ufffd" not in r.out, r.out
+
+
+def test_report_and_export_write_each_real_in_its_shortest_form(tmp):
+    """report --json and export wrote each real with 17 significant digits; each is the
+    shortest of 15, 16 and 17 digits that reads back as the same double."""
+    db = imported_db(tmp)
+    r = ctl("--db", url(db), "telemetry", "report", "--json")
+    assert r.rc == 0, r
+    seen = assert_reals_shortest(r.out)
+    r = ctl("--db", url(db), "telemetry", "export")
+    assert r.rc == 0, r
+    for line in r.out.splitlines():
+        seen += assert_reals_shortest(line)
+    assert len(seen) > 100 and any(len(t) >= 17 for t in seen), seen
 
 
 def test_import_reads_a_tsv_named_dash_from_standard_input(tmp):

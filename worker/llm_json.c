@@ -366,26 +366,43 @@ static int llm_openai_text(
 	return 0;
 }
 
+/* Into err: why the answer (len bytes at body), which jspan refused for `e`, is not read.
+ * Said in jansson's words, as before (a failure's message is its fingerprint), except
+ * for a NUL: jansson names its own flag (JSON_ALLOW_NUL), no word of the operator's. */
+static void llm_not_json(
+    const char *body, size_t len, const struct jspan_err *e, char *err, size_t errlen)
+{
+	json_error_t jerr;
+	json_t *j = json_loadb_bounded(body, len, 0, &jerr);
+
+	if (j == NULL && strstr(jerr.text, "JSON_ALLOW_NUL") != NULL)
+		snprintf(err, errlen,
+		    LLM_NOT_JSON
+		    " (%zu bytes): the answer held a NUL byte (\\u0000) at offset %zu, "
+		    "which the worker refuses in an answer",
+		    len, strstr(e->why, "NUL") != NULL ? e->at : (size_t)jerr.position);
+	else if (j == NULL)
+		snprintf(err, errlen, LLM_NOT_JSON " (%zu bytes): %s", len, jerr.text);
+	else
+		snprintf(
+		    err, errlen, LLM_NOT_JSON " (%zu bytes): at byte %zu: %s", len, e->at, e->why);
+	json_decref(j);
+}
+
 /* Read the answer in place (worker/jspan.h): only the fields used are decoded, the top
  * object's members found in one pass. */
 int llm_body_parse(enum llm_provider p, const char *body, size_t len, struct llm_response *out,
     char *err, size_t errlen)
 {
 	struct jspan root = { NULL, NULL }, m[LLM_M_N];
+	struct jspan_err e;
 	unsigned got;
-	char why[160];
 
 	out->text = out->stop_reason = out->no_text = NULL;
 	out->truncated = out->at_window = false;
 	out->prompt_tokens = out->completion_tokens = out->total_tokens = -1;
-	if (jspan_parse(body, len, &root, why, sizeof why) != 0) {
-		/* Said in jansson's words, as before: a failure's message is its fingerprint. */
-		json_error_t jerr;
-		json_t *j = json_loadb_bounded(body, len, 0, &jerr);
-
-		snprintf(
-		    err, errlen, LLM_NOT_JSON " (%zu bytes): %s", len, j == NULL ? jerr.text : why);
-		json_decref(j);
+	if (jspan_check(body, len, 0, &root, &e) != 0) {
+		llm_not_json(body, len, &e, err, errlen);
 		return -1;
 	}
 	if (!jspan_is_object(root)) {

@@ -12,6 +12,7 @@
 #include "common/procs.h"
 #include "common/util.h"
 #include "common/numarg.h"
+#include "common/helpjson.h"
 #include "common/usage.h"
 #include "proto/fdio.h"
 #include "proto/hand.h"
@@ -57,7 +58,7 @@ static const char usage_text[] =
     "                       [--check-home hidden|read-only]\n"
     "                       [--check-max-processes N] [--check-max-memory-mib M]\n"
     "                       [--check-tmp-size-mib M] [--control-socket PATH]\n"
-    "       autopack-worker --version | --help\n"
+    "       autopack-worker --version | --help [--json]\n"
     "\n"
     "Runs phases for autopack-supervisor. The supervisor starts it with --handoff-fd H:\n"
     "once not dumpable, the worker hands it, on the socket H, a socket it has made, on\n"
@@ -82,7 +83,8 @@ static const char usage_text[] =
     "                     each (default a sixteenth of the machine's memory; 0: the\n"
     "                     kernel's, half of it)\n"
     "  --control-socket PATH  the supervisor's control socket, which check commands can\n"
-    "                     neither connect to nor remove\n";
+    "                     neither connect to nor remove\n"
+    "  --json             with --help or --version: print it as one JSON object\n";
 
 /* The process that started this worker: the only one whose SIGTERM or SIGINT it obeys. */
 static pid_t wk_supervisor;
@@ -535,13 +537,21 @@ static void wk_flags(
 	enum log_format format;
 	enum log_level level;
 	char lerr[160];
+	bool json = false;
 	int taken;
 
 	for (int i = 1; i < argc; i++) {
-		if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+		if ((strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) &&
+		    help_json_asked(argv)) {
+			exit(help_json_print(
+			    "autopack-worker", help_json_text("autopack-worker", usage_text)));
+		} else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
 			errno = 0; /* the cause of a write that fails in it */
 			fputs(usage_text, stdout);
 			exit(stdout_finish("autopack-worker", errno) == 0 ? 0 : 1);
+		} else if (strcmp(argv[i], "--version") == 0 && help_json_asked(argv)) {
+			exit(help_json_print(
+			    "autopack-worker", help_json_version("autopack-worker")));
 		} else if (strcmp(argv[i], "--version") == 0) {
 			printf("autopack-worker %s\n", AUTOPACK_VERSION);
 			exit(stdout_finish("autopack-worker", 0) == 0 ? 0 : 1);
@@ -592,11 +602,19 @@ static void wk_flags(
 			if (rc != 0)
 				log_fatal(
 				    1, "cannot open log file %s: %s", argv[i], log_open_error(rc));
+		} else if (strcmp(argv[i], "--json") == 0) {
+			json = true; /* taken by --help and --version, wherever it stands */
 		} else {
 			usage_say("autopack-worker", "unexpected argument \"%s\"", argv[i]);
 			fputs(usage_text, stderr);
 			exit(2);
 		}
+	}
+	if (json) {
+		usage_say("autopack-worker",
+		    "--json goes only with --help or --version: the worker answers its supervisor "
+		    "in frames, not in JSON on standard output");
+		exit(2);
 	}
 	if ((w->io.fd < 0) == (*hand_fd < 0)) {
 		fputs(usage_text, stderr);

@@ -1,6 +1,7 @@
 /* Calibration groups: actual ÷ predicted of the active set for each (category,
  * complexity), with the original's statistics conventions (docs/calibration.md). */
 #include "common/calib/calib.h"
+#include "common/strtab.h"
 #include "common/util.h"
 
 #include <stdlib.h>
@@ -85,41 +86,33 @@ static int calib_group_cmp(const void *a, const void *b)
 	return c != 0 ? c : strcmp(x->complexity, y->complexity);
 }
 
-/* Group the samples, (category, complexity) found through a hash table of each group's
- * first sample, and fill every group with its samples in their order. */
+/* Group the samples, (category, complexity) found through a table of the pairs, and fill
+ * every group with its samples in their order. */
 void calib_compute(const struct telem_sample *const *clean, size_t n, const struct calib_opts *o,
     struct calib_result *r)
 {
 	const struct telem_sample **rows = xcalloc(n + 1, sizeof *rows);
-	size_t *group_of = xcalloc(n + 1, sizeof *group_of), *start, cap = 16, *slot;
+	size_t *group_of = xcalloc(n + 1, sizeof *group_of), *start;
+	struct strtab pairs; /* group g's pair has index g */
 
 	memset(r, 0, sizeof *r);
 	r->opts = *o;
 	r->n_clean = n;
 	r->groups = xcalloc(n + 1, sizeof *r->groups);
-	while (cap < 2 * n)
-		cap *= 2;
-	slot = xcalloc(cap, sizeof *slot); /* 1 + a group's index */
+	strtab_init(&pairs, n, true);
 	for (size_t i = 0; i < n; i++) {
 		const struct telem_sample *x = clean[i];
-		size_t h = (str_hash(x->category) * 31 + str_hash(x->complexity)) & (cap - 1);
+		bool added;
 
 		r->n_with_max_tokens += x->actual_max_tokens > 0;
-		for (; slot[h] != 0; h = (h + 1) & (cap - 1)) {
-			const struct calib_group *y = &r->groups[slot[h] - 1];
-
-			if (strcmp(y->category, x->category) == 0 &&
-			    strcmp(y->complexity, x->complexity) == 0)
-				break;
-		}
-		if (slot[h] == 0) {
+		group_of[i] = strtab_add_pair(&pairs, x->category, x->complexity, &added);
+		if (added) {
 			r->groups[r->n_groups].category = xstrdup(x->category);
 			r->groups[r->n_groups].complexity = xstrdup(x->complexity);
-			slot[h] = ++r->n_groups;
+			r->n_groups++;
 		}
-		group_of[i] = slot[h] - 1;
 	}
-	free(slot);
+	strtab_free(&pairs);
 	start = xcalloc(r->n_groups + 1, sizeof *start); /* group g's rows: start[g] .. */
 	for (size_t i = 0; i < n; i++)
 		start[group_of[i] + 1]++;

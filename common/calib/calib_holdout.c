@@ -6,6 +6,7 @@
  * each is scored once per repeat, by the fold it is dealt to.
  */
 #include "common/calib/calib.h"
+#include "common/strtab.h"
 #include "common/util.h"
 
 #include <math.h>
@@ -358,35 +359,25 @@ static void calib_curves(const struct calib_pool *pool, const struct est_coefs *
 struct calib_compact {
 	struct calib_fitset fs;
 	struct telem_sample *v;
-	const char **names; /* open addressing table of the distinct texts */
-	size_t mask;
+	struct strtab names; /* the distinct texts */
 };
 
 /* The copy of text s in the table: the first equal one met. */
 static char *calib_intern(struct calib_compact *c, char *s)
 {
-	size_t i;
-
 	if (s == NULL)
 		return NULL;
-	for (i = str_hash(s) & c->mask; c->names[i] != NULL; i = (i + 1) & c->mask)
-		if (strcmp(c->names[i], s) == 0)
-			return (char *)c->names[i];
-	c->names[i] = s;
-	return s;
+	return (char *)strtab_key(&c->names, strtab_add(&c->names, s, NULL));
 }
 
 /* Copy the samples sorted out in fs (clean, then truncated) into c; its strings stay
  * those of the samples. */
 static void calib_compact_init(struct calib_compact *c, const struct calib_fitset *fs)
 {
-	size_t n = fs->n_clean + fs->n_truncated, cap = 16;
+	size_t n = fs->n_clean + fs->n_truncated;
 	const struct telem_sample **p;
 
-	while (cap < 4 * n)
-		cap *= 2;
-	c->names = xcalloc(cap, sizeof *c->names);
-	c->mask = cap - 1;
+	strtab_init(&c->names, 2 * n, false);
 	c->v = xcalloc(n + 1, sizeof *c->v);
 	c->fs = *fs;
 	p = xcalloc(n + 1, sizeof *p);
@@ -408,7 +399,7 @@ static void calib_compact_free(struct calib_compact *c)
 {
 	free((void *)c->fs.clean);
 	free(c->v);
-	free(c->names);
+	strtab_free(&c->names);
 }
 
 /* Run the three methods. */

@@ -1,6 +1,7 @@
 /* The calibration plot, plain SVG: estimated against actual output tokens on log-log
  * axes, and truncation against waste over budget factors. */
 #include "common/calib/calib.h"
+#include "common/strtab.h"
 #include "common/utf8.h"
 #include "common/util.h"
 
@@ -219,30 +220,26 @@ static int svg_cat_cmp(const void *x, const void *y)
 	return strcmp(a->name, b->name);
 }
 
-/* Collect the categories, most samples first, then by name, through a hash table of
- * their names; cat_of[i] receives sample i's category's place in that order. */
+/* Collect the categories, most samples first, then by name, through a table of their
+ * names; cat_of[i] receives sample i's category's place in that order. */
 static size_t svg_categories(
     const struct telem_sample *const *s, size_t n, struct svg_cat *cats, size_t *cat_of)
 {
-	size_t nc = 0, cap = 16, *slot, *rank;
+	size_t nc = 0, *rank;
+	struct strtab names; /* cats[c] has index c, in first-seen order */
 
-	while (cap < 2 * n)
-		cap *= 2;
-	slot = xcalloc(cap, sizeof *slot); /* 1 + a category's index in first-seen order */
+	strtab_init(&names, n, false);
 	for (size_t i = 0; i < n; i++) {
-		size_t h = str_hash(s[i]->category) & (cap - 1);
+		bool added;
 
-		for (; slot[h] != 0; h = (h + 1) & (cap - 1))
-			if (strcmp(cats[slot[h] - 1].name, s[i]->category) == 0)
-				break;
-		if (slot[h] == 0) {
+		cat_of[i] = strtab_add(&names, s[i]->category, &added);
+		if (added) {
 			cats[nc] = (struct svg_cat){ s[i]->category, 0, nc };
-			slot[h] = ++nc;
+			nc++;
 		}
-		cats[slot[h] - 1].n++;
-		cat_of[i] = slot[h] - 1;
+		cats[cat_of[i]].n++;
 	}
-	free(slot);
+	strtab_free(&names);
 	qsort(cats, nc, sizeof *cats, svg_cat_cmp);
 	rank = xcalloc(nc + 1, sizeof *rank);
 	for (size_t c = 0; c < nc; c++)

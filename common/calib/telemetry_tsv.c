@@ -16,6 +16,7 @@
 #define TSV_INT_MAX 1000000000 /* no token count or deliverable count above this */
 #define TSV_FILE_MAX (64u << 20)
 #define TELEM_ID_MAX 128
+#define TSV_SHOWN 41 /* a field quoted in a message: at most 40 bytes and its NUL */
 
 enum tsv_col {
 	TSV_TIMESTAMP,
@@ -130,20 +131,31 @@ static const char *tsv_get(const struct tsv_line *l, enum tsv_col c)
 	return l->pos[c] >= 0 ? l->fields[l->pos[c]] : NULL;
 }
 
+/* The field s as a message quotes it, in buf (TSV_SHOWN bytes): at most its first 40 bytes,
+ * cut at the start of a character, never inside one (a reader of UTF-8 would drop the
+ * message's text, or show a U+FFFD). Returns buf. */
+static const char *tsv_shown(const char *s, char *buf)
+{
+	return utf8_one_line(buf, s, TSV_SHOWN);
+}
+
 /* Parse a non-negative integer column into *out. */
 static int tsv_int(struct tsv_line *l, enum tsv_col c, int64_t *out)
 {
 	const char *s = tsv_get(l, c);
+	char shown[TSV_SHOWN];
 	int64_t v = 0;
 
 	if (s[0] == '\0')
 		return tsv_fail(l, c, "empty; expected a non-negative integer");
 	for (const char *p = s; *p != '\0'; p++) {
 		if (!isdigit((unsigned char)*p))
-			return tsv_fail(l, c, "expected a non-negative integer, got '%.40s'", s);
+			return tsv_fail(
+			    l, c, "expected a non-negative integer, got '%s'", tsv_shown(s, shown));
 		v = v * 10 + (*p - '0');
 		if (v > TSV_INT_MAX)
-			return tsv_fail(l, c, "%.40s is larger than %d", s, TSV_INT_MAX);
+			return tsv_fail(
+			    l, c, "%s is larger than %d", tsv_shown(s, shown), TSV_INT_MAX);
 	}
 	*out = v;
 	return 0;
@@ -153,13 +165,14 @@ static int tsv_int(struct tsv_line *l, enum tsv_col c, int64_t *out)
 static int tsv_bool(struct tsv_line *l, enum tsv_col c, bool *out)
 {
 	const char *s = tsv_get(l, c);
+	char shown[TSV_SHOWN];
 
 	if (strcasecmp(s, "true") == 0 || strcmp(s, "1") == 0)
 		*out = true;
 	else if (strcasecmp(s, "false") == 0 || strcmp(s, "0") == 0)
 		*out = false;
 	else
-		return tsv_fail(l, c, "expected true or false, got '%.40s'", s);
+		return tsv_fail(l, c, "expected true or false, got '%s'", tsv_shown(s, shown));
 	return 0;
 }
 
@@ -193,7 +206,7 @@ static int tsv_timestamp(struct tsv_line *l, char **out)
 	static const char shape[] = "dddd-dd-ddTdd:dd:dd";
 	const char *s = tsv_get(l, TSV_TIMESTAMP), *p = s + sizeof shape - 1;
 	bool ok = strlen(s) >= sizeof shape - 1 && strlen(s) < 40;
-	char stamp[32];
+	char stamp[32], shown[TSV_SHOWN];
 
 	for (size_t i = 0; ok && i < sizeof shape - 1; i++) {
 		if (shape[i] == 'd')
@@ -218,13 +231,13 @@ static int tsv_timestamp(struct tsv_line *l, char **out)
 		ok = *p == '\0';
 	if (ok && time_db_parse(s, stamp) != 0)
 		return tsv_fail(l, TSV_TIMESTAMP,
-		    "'%.40s' is not a time that exists in the years %04d to %04d (UTC)", s,
-		    TIME_DB_YEAR_MIN, TIME_DB_YEAR_MAX);
+		    "'%s' is not a time that exists in the years %04d to %04d (UTC)",
+		    tsv_shown(s, shown), TIME_DB_YEAR_MIN, TIME_DB_YEAR_MAX);
 	if (!ok)
 		return tsv_fail(l, TSV_TIMESTAMP,
 		    "expected a UTC time like "
-		    "2025-12-23T22:06:12Z, got '%.40s'",
-		    s);
+		    "2025-12-23T22:06:12Z, got '%s'",
+		    tsv_shown(s, shown));
 	*out = xstrdup(s);
 	return 0;
 }

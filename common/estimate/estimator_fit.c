@@ -7,6 +7,7 @@
  */
 #include "common/estimate/estimator.h"
 #include "common/estimate/estimator_design.h"
+#include "common/strtab.h"
 #include "common/util.h"
 
 #include <math.h>
@@ -168,28 +169,18 @@ static int est_fit_cat_count_cmp(const void *a, const void *b)
 void est_fit_categories(const struct est_fit_obs *obs, size_t n, struct est_fit *f, bool *fragile)
 {
 	struct est_fit_cat_count *c = xcalloc(n + 1, sizeof *c);
-	size_t k = 0, cap = 16, *slot; /* slot: open addressing table of 1 + index in c */
-	char name[EST_NAME_MAX];
+	struct strtab names; /* c[i].name has index i */
+	size_t k;
 
-	while (cap < 2 * n)
-		cap *= 2;
-	slot = xcalloc(cap, sizeof *slot);
+	strtab_init(&names, n, false);
 	for (size_t i = 0; i < n; i++) {
-		size_t h;
-
-		est_name_normalise(obs[i].category, name, sizeof name);
-		if (name[0] == '\0')
-			continue;
-		for (h = str_hash(name) & (cap - 1); slot[h] != 0; h = (h + 1) & (cap - 1))
-			if (strcmp(c[slot[h] - 1].name, name) == 0)
-				break;
-		if (slot[h] == 0) {
-			strlcpy_ap(c[k].name, name, sizeof c[k].name);
-			slot[h] = ++k;
-		}
-		c[slot[h] - 1].n++;
+		/* The name goes into the first unused count, which it keeps if it is new. */
+		est_name_normalise(obs[i].category, c[names.n].name, sizeof c[names.n].name);
+		if (c[names.n].name[0] != '\0')
+			c[strtab_add(&names, c[names.n].name, NULL)].n++;
 	}
-	free(slot);
+	k = names.n;
+	strtab_free(&names);
 	qsort(c, k, sizeof *c, est_fit_cat_count_cmp);
 	f->n_cats = k < EST_FIT_CATS_MAX ? k : EST_FIT_CATS_MAX;
 	for (size_t i = 0; i < f->n_cats; i++)

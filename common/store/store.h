@@ -171,13 +171,14 @@ int store_backup(struct store *st, const char *dest, struct store_err *err);
 const char *store_count_name(int i);
 /* Fill `id` from the file system and the database; a count that cannot be read is -1. */
 int store_identity_read(struct store *st, struct store_identity *id, struct store_err *err);
-/* Print the identity banner: canonical URL, path, size, device:inode, uuid, schema
- * version, creation, row counts. A count that cannot be read prints as "?". */
+/* Print the identity banner, one "name: value" line a field: canonical URL, path, size,
+ * device:inode, uuid, schema version, creation, row counts. A count that cannot be read
+ * prints as "?". */
 void store_banner(struct store *st, FILE *out);
-/* The same identity on one line, for a log whose every line is one JSON object:
- * "database URL: file PATH, N bytes, device:inode D:I, uuid U, schema version V, created
- * AT by BY; rows: runs N, ...". The texts are as stored (the log escapes them). The
- * caller frees it. */
+/* The same fields, named the same, on one line, for a log whose every line is one JSON
+ * object: "database URL: file PATH, size N bytes, device:inode D:I, uuid U, schema version
+ * V, created AT by BY; rows: runs N, ...". The texts are as stored (the log escapes them).
+ * The caller frees it. */
 char *store_banner_line(struct store *st);
 
 /* --- common/store/store_stats.c --- */

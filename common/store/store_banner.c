@@ -78,99 +78,102 @@ const char *store_count_name(int i)
 	return i >= 0 && i < STORE_COUNT_N ? store_count_tables[i] : "?";
 }
 
-/* Print a text of the meta row (another program's, or a hand edit), or a path (a
- * directory's name may hold any byte but '/' and NUL), as a terminal may show it
- * (utf8_escape); "?" for none. */
-static void banner_text(FILE *out, const char *s)
-{
-	struct strbuf b = { 0 };
+/* One field of the identity banner: its name and its value as read, not escaped. */
+struct banner_field {
+	const char *name;
+	char *value;
+};
 
-	if (s == NULL) {
-		fputc('?', out);
-		return;
+#define BANNER_FIELDS 8
+
+/* A text of the meta row or of the store, "?" for none. */
+static const char *banner_or_unknown(const char *s)
+{
+	return s != NULL ? s : "?";
+}
+
+/* Fill f with the banner's fields in the order both forms show them (the URL first, the
+ * rows last), each value on the heap; returns how many. A part that cannot be read is
+ * "?" (a count) or empty (the creation). */
+static int banner_fields(struct store *st, struct banner_field *f)
+{
+	struct store_identity id;
+	struct strbuf rows = { 0 };
+	char devino[48];
+	int n = 0;
+
+	assert(st->db != NULL && st->path != NULL && st->url != NULL);
+	store_identity_read(st, &id, NULL);
+	f[n++] = (struct banner_field){ "url", xstrdup(st->url) };
+	if (st->backend == DB_PG) {
+		f[n++] = (struct banner_field){ "server",
+			xasprintf("PostgreSQL, system identifier/database %s",
+			    banner_or_unknown(st->server_id)) };
+		f[n++] = (struct banner_field){ "size",
+			xasprintf("%lld bytes", (long long)id.size) };
+	} else {
+		f[n++] = (struct banner_field){ "file", xstrdup(st->path) };
+		f[n++] = (struct banner_field){ "size",
+			id.wal_size > 0 ?
+			    xasprintf("%lld bytes (+ %lld bytes in %s-wal)", (long long)id.size,
+			        (long long)id.wal_size, st->path) :
+			    xasprintf("%lld bytes", (long long)id.size) };
+		store_devino(st, devino);
+		f[n++] = (struct banner_field){ "device:inode", xstrdup(devino) };
 	}
-	utf8_escape(&b, s, strlen(s));
-	fputs(b.s, out);
-	free(b.s);
+	f[n++] = (struct banner_field){ "uuid", xstrdup(banner_or_unknown(st->uuid)) };
+	f[n++] = (struct banner_field){ "schema version", xasprintf("%d", st->schema_version) };
+	f[n++] = (struct banner_field){ "created",
+		xasprintf("%s by %s", id.created_at, id.created_by) };
+	for (int i = 0; i < STORE_COUNT_N; i++) {
+		if (id.counts[i] < 0)
+			strbuf_printf(&rows, "%s%s ?", i > 0 ? ", " : "", store_count_tables[i]);
+		else
+			strbuf_printf(&rows, "%s%s %lld", i > 0 ? ", " : "", store_count_tables[i],
+			    (long long)id.counts[i]);
+	}
+	f[n++] = (struct banner_field){ "rows", rows.s };
+	assert(n <= BANNER_FIELDS);
+	return n;
 }
 
 char *store_banner_line(struct store *st)
 {
-	struct store_identity id;
+	struct banner_field f[BANNER_FIELDS];
 	struct strbuf b = { 0 };
-	char devino[48];
+	int n = banner_fields(st, f);
 
-	assert(st->db != NULL && st->path != NULL && st->url != NULL);
-	store_identity_read(st, &id, NULL);
-	strbuf_printf(&b, "database %s: ", st->url);
-	if (st->backend == DB_PG) {
-		strbuf_printf(&b, "server PostgreSQL, system identifier/database %s, %lld bytes",
-		    st->server_id != NULL ? st->server_id : "?", (long long)id.size);
-	} else {
-		store_devino(st, devino);
-		strbuf_printf(&b, "file %s, %lld bytes", st->path, (long long)id.size);
-		if (id.wal_size > 0)
-			strbuf_printf(
-			    &b, " (+ %lld bytes in %s-wal)", (long long)id.wal_size, st->path);
-		strbuf_printf(&b, ", device:inode %s", devino);
-	}
-	strbuf_printf(&b, ", uuid %s, schema version %d, created %s by %s; rows:", st->uuid,
-	    st->schema_version, id.created_at, id.created_by);
-	for (int i = 0; i < STORE_COUNT_N; i++) {
-		if (id.counts[i] < 0)
-			strbuf_printf(&b, " %s ?", store_count_tables[i]);
-		else
-			strbuf_printf(
-			    &b, " %s %lld", store_count_tables[i], (long long)id.counts[i]);
-		if (i + 1 < STORE_COUNT_N)
-			strbuf_puts(&b, ",");
-	}
+	/* "database URL: file PATH, size N bytes, ..., created AT by BY; rows: runs N, ..." */
+	strbuf_printf(&b, "database %s: ", f[0].value);
+	for (int i = 1; i < n; i++)
+		strbuf_printf(&b, "%s%s%s%s",
+		    i == 1        ? "" :
+		        i + 1 < n ? ", " :
+		                    "; ",
+		    f[i].name, i + 1 < n ? " " : ": ", f[i].value);
+	for (int i = 0; i < n; i++)
+		free(f[i].value);
 	return b.s;
 }
 
-/* Print the identity banner; unreadable parts print as "?" or empty. */
+/* Print the identity banner, one field a line, each value as a terminal may show it
+ * (utf8_escape: a path, a URL or a text of the meta row, another program's or a hand
+ * edit, may hold any byte); unreadable parts print as "?" or empty. */
 void store_banner(struct store *st, FILE *out)
 {
-	struct store_identity id;
-	char devino[48];
+	struct banner_field f[BANNER_FIELDS];
+	int n = banner_fields(st, f);
 
-	assert(st->db != NULL && st->path != NULL && st->url != NULL);
-	store_identity_read(st, &id, NULL);
 	fprintf(out, "== autopack database ==\n");
-	fputs("  url:            ", out);
-	banner_text(out, st->url);
-	fputc('\n', out);
-	if (st->backend == DB_PG) {
-		fputs("  server:         PostgreSQL, system identifier/database ", out);
-		banner_text(out, st->server_id);
-		fprintf(out, "\n  size:           %lld bytes\n", (long long)id.size);
-	} else {
-		fputs("  file:           ", out);
-		banner_text(out, st->path);
-		fprintf(out, "\n  size:           %lld bytes", (long long)id.size);
-		if (id.wal_size > 0) {
-			fprintf(out, " (+ %lld bytes in ", (long long)id.wal_size);
-			banner_text(out, st->path);
-			fputs("-wal)", out);
-		}
-		store_devino(st, devino);
-		fprintf(out, "\n  device:inode:   %s\n", devino);
-	}
-	fputs("  uuid:           ", out);
-	banner_text(out, st->uuid);
-	fprintf(out, "\n  schema version: %d\n", st->schema_version);
-	fputs("  created:        ", out);
-	banner_text(out, id.created_at);
-	fputs(" by ", out);
-	banner_text(out, id.created_by);
-	fputc('\n', out);
-	fprintf(out, "  rows:          ");
-	for (int i = 0; i < STORE_COUNT_N; i++) {
-		if (id.counts[i] < 0)
-			fprintf(out, " %s ?", store_count_tables[i]);
-		else
-			fprintf(out, " %s %lld", store_count_tables[i], (long long)id.counts[i]);
-		fputc(i + 1 < STORE_COUNT_N ? ',' : '\n', out);
+	for (int i = 0; i < n; i++) {
+		struct strbuf b = { 0 };
+		char name[24];
+
+		snprintf(name, sizeof name, "%s:", f[i].name);
+		utf8_escape(&b, f[i].value, strlen(f[i].value));
+		fprintf(out, "  %-16s%s\n", name, b.s != NULL ? b.s : "");
+		free(b.s);
+		free(f[i].value);
 	}
 	if (out == stdout)
 		stdout_flush(0);

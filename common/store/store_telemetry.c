@@ -3,6 +3,7 @@
 #include "common/store/store_internal.h"
 #include "common/store/store_original.h"
 #include "common/store/store_telemetry.h"
+#include "common/strtab.h"
 #include "common/utf8.h"
 #include "common/util.h"
 
@@ -230,8 +231,8 @@ static int telem_insert_phase(struct store *st, struct db_stmt *q, const char *r
 }
 
 /* Write one COMPLETE phase per distinct (category, complexity), the pairs found through a
- * hash table of each one's first sample; phase_of[i] receives
- * the index into ids[] (heap strings) of sample i's phase. */
+ * table of them; phase_of[i] receives the index into ids[] (heap strings) of sample i's
+ * phase. */
 static int telem_import_phases(struct store *st, const char *run_id, int64_t tier_row,
     const struct telem_samples *s, const char *now, size_t *phase_of, char **ids, size_t *n_phases,
     struct store_err *err)
@@ -243,35 +244,23 @@ static int telem_import_phases(struct store *st, const char *run_id, int64_t tie
 	    "?1, ?2, ?3, ?4, ?5, 'Samples imported from another system', 'COMPLETE', ?6, ?7, "
 	    "'{\"paths\":[],\"read_only_context\":[],\"deliverables\":[]}', ?8, ?8, ?8");
 	int rc = telem_prep(st, sql, &q, "writing a phase", err);
-	size_t cap = 16, *first; /* open addressing table of 1 + a pair's first sample */
+	struct strtab pairs; /* phase k's pair has index k */
 
-	while (cap < 2 * s->n)
-		cap *= 2;
-	first = xcalloc(cap, sizeof *first);
+	strtab_init(&pairs, s->n, true);
 	*n_phases = 0;
 	for (size_t i = 0; i < s->n && rc == 0; i++) {
 		const struct telem_sample *x = &s->v[i];
-		size_t h = (str_hash(x->category) * 31 + str_hash(x->complexity)) & (cap - 1);
+		bool added;
 
-		for (; first[h] != 0; h = (h + 1) & (cap - 1)) {
-			const struct telem_sample *y = &s->v[first[h] - 1];
-
-			if (strcmp(y->category, x->category) == 0 &&
-			    strcmp(y->complexity, x->complexity) == 0)
-				break;
-		}
-		if (first[h] != 0) {
-			phase_of[i] = phase_of[first[h] - 1];
+		phase_of[i] = strtab_add_pair(&pairs, x->category, x->complexity, &added);
+		if (!added)
 			continue;
-		}
-		first[h] = i + 1;
-		phase_of[i] = *n_phases;
 		ids[*n_phases] = telem_phase_id(*n_phases, x->category, x->complexity);
 		rc = telem_insert_phase(
 		    st, q, run_id, tier_row, (int64_t)*n_phases, ids[*n_phases], x, now, err);
 		(*n_phases)++;
 	}
-	free(first);
+	strtab_free(&pairs);
 	db_finalize(q);
 	free(sql);
 	return rc;

@@ -496,6 +496,50 @@ TEST(store_banner_names_the_database_and_its_counts)
 	free(p);
 }
 
+/* The one-line banner holds each field of the banner, named as the banner names it, with
+ * the same value: "size N bytes", "device:inode D:I", ..., then "; rows: ...". */
+TEST(store_banner_line_holds_each_field_of_the_banner)
+{
+	struct store_err err;
+	struct store st;
+	char *p = test_path("a.db"), *text = NULL, *line, *nl;
+	size_t len = 0, fields = 0;
+	FILE *out = open_memstream(&text, &len);
+
+	CHECK_EQ_INT(store_init(p, NULL, &err), 0);
+	CHECK_EQ_INT(store_open(&st, p, "sqlite:////x/a.db", STORE_READ, &err), 0);
+	store_banner(&st, out);
+	fclose(out);
+	line = store_banner_line(&st);
+	CHECK(strncmp(line, "database sqlite:////x/a.db: file ", 33) == 0);
+	for (char *l = strchr(text, '\n') + 1; (nl = strchr(l, '\n')) != NULL; l = nl + 1) {
+		char *colon = strstr(l, ": "), want[512];
+		const char *value = colon + 2;
+
+		*nl = '\0';
+		CHECK(colon != NULL && colon < nl);
+		*colon = '\0';
+		while (*value == ' ')
+			value++;
+		while (*l == ' ')
+			l++;
+		if (strcmp(l, "url") == 0)
+			continue;
+		snprintf(
+		    want, sizeof want, strcmp(l, "rows") == 0 ? "; %s: %s" : "%s %s", l, value);
+		if (strstr(line, want) == NULL) {
+			fprintf(stderr, "%s: not in the line %s\n", want, line);
+			CHECK(false);
+		}
+		fields++;
+	}
+	CHECK_EQ_INT(fields, 7);
+	store_close(&st);
+	free(line);
+	free(text);
+	free(p);
+}
+
 TEST(store_backup_and_init_create_files_only_their_owner_reads)
 {
 	struct store_err err;

@@ -811,6 +811,24 @@ TEST(worker_llm_an_answer_without_text_says_what_it_holds_instead)
 	CHECK(no_text_of(LLM_OPENAI, "{\"choices\":[{\"message\":{\"content\":null}}]}") == NULL);
 }
 
+/* A NUL in an answer is refused naming the byte and where it stands, never jansson's flag
+ * (JSON_ALLOW_NUL) that would have taken it; other refusals keep jansson's words. */
+TEST(worker_llm_an_answer_holding_a_nul_says_so_and_where)
+{
+	static const char body[] = "{\"content\":[{\"text\":\"nul \\u0000\"}]}";
+	struct llm_response r = { 0 };
+	char err[256];
+
+	CHECK_EQ_INT(llm_body_parse(LLM_ANTHROPIC, body, sizeof body - 1, &r, err, sizeof err), -1);
+	CHECK_EQ_STR(err,
+	    "response is not a JSON object (35 bytes): the answer held a NUL byte (\\u0000) at "
+	    "offset 25, which the worker refuses in an answer");
+	CHECK(strstr(err, "JSON_ALLOW_NUL") == NULL);
+	CHECK_EQ_INT(llm_body_parse(LLM_OPENAI, "{\"a\":1,}", 8, &r, err, sizeof err), -1);
+	CHECK_EQ_STR(
+	    err, "response is not a JSON object (8 bytes): string or '}' expected near '}'");
+}
+
 /* Compare the in-place reader with jansson on one body, given in a buffer of exactly its
  * length (no NUL after it: a read past the end is caught under the sanitizers). */
 static void parse_agrees(enum llm_provider p, const char *text, size_t len)
