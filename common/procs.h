@@ -1,7 +1,7 @@
 /*
  * What a binary hands down to the processes it starts, and how it takes them down again:
  * the descriptors above stdio closed at exec, and every process of a session killed and
- * reaped. Linux only (close_range, /proc, pidfds).
+ * reaped. Linux only (close_range, /proc, pidfds, PR_SET_CHILD_SUBREAPER).
  */
 #ifndef AUTOPACK_PROCS_H
 #define AUTOPACK_PROCS_H
@@ -28,9 +28,14 @@ typedef bool procs_keep_fn(pid_t pid, void *ctx);
 /* Kill (SIGKILL) every process of session `sid` except `self`, and with `keep` every child
  * of the caller that keep(pid, ctx) does not keep (a process that left the session with
  * setsid and was orphaned: a child subreaper inherits it), again until none is left alive
- * (a zombie cannot write), reaping the zombies that are children of the caller. Gives up
- * after `wait_ms` with processes still alive (one stuck in the kernel). Returns how many
- * processes it killed, or -1 when some were still alive at the end. */
+ * (a zombie cannot write), reaping the zombies that are children of the caller. Session
+ * `sid` must have begun in the caller or in one of its descendants (the caller itself, or
+ * a child it started), and no kept child may hold any of it. A caller that is a child
+ * subreaper has only its descendants read, through /proc/<pid>/task/<tid>/children, the
+ * subtrees of the children it keeps left out; any other caller, or a kernel without those
+ * files, has every process of /proc read. Gives up after `wait_ms` with processes still
+ * alive (one stuck in the kernel). Returns how many processes it killed, or -1 when some
+ * were still alive at the end. */
 int procs_session_kill(pid_t sid, pid_t self, procs_keep_fn *keep, void *ctx, unsigned wait_ms);
 
 /* For procs_session_kill: keep no child. */

@@ -3,8 +3,9 @@
  * asks whether another connection committed (PRAGMA data_version moved); if so, at the
  * end of the first loop turn when no write waits for its commit, the phases QUEUED in
  * the database that the queues and the leases do not hold (by run and id) are read, and
- * their runs loaded (sched_reload_run) and dispatched without a restart. PostgreSQL has
- * its own way (fleet.c rebuilds the queues each beat). */
+ * their runs loaded (sched_reload_run) and dispatched without a restart; with
+ * --exit-when-drained, once more when the queues are drained, before the supervisor stops
+ * as drained. PostgreSQL has its own way (fleet.c rebuilds the queues each beat). */
 #include "supervisor/sup.h"
 #include "common/log.h"
 #include "common/util.h"
@@ -158,6 +159,35 @@ void foreign_init(struct sup *s)
 	uv_check_init(s->loop, &s->foreign_check);
 	s->foreign_check.data = s;
 	uv_unref((uv_handle_t *)&s->foreign_check);
+}
+
+bool foreign_drain_end(struct sup *s)
+{
+	int64_t v;
+	int loaded;
+
+	if (s->foreign_seen < 0 || s->stopping || s->writes_off ||
+	    (s->cfg.batch_size > 0 && s->started >= s->cfg.batch_size))
+		return false;
+	/* A data_version that cannot be read is no sign of another program's commit. */
+	v = store_data_version(s->st);
+	if (v < 0 || (v == s->foreign_seen && !s->foreign_due && !s->foreign_unread))
+		return false;
+	/* Drained, no write waits for its commit; one that waits for its fsync is released
+	 * by sync.c, which calls lifecycle_check_done again. */
+	if (s->sync.nheld > 0)
+		return true;
+	loaded = foreign_load(s);
+	if (loaded >= 0) {
+		s->foreign_seen = v;
+		s->foreign_due = false;
+		uv_check_stop(&s->foreign_check);
+	}
+	s->foreign_next_ms = clock_mono_ms() + FOREIGN_MIN_MS;
+	if (loaded <= 0)
+		return false;
+	lease_kick(s);
+	return true;
 }
 
 void foreign_check(struct sup *s)

@@ -447,12 +447,18 @@ void lifecycle_stop(struct sup *s, enum stop_level level)
 	lifecycle_check_done(s);
 }
 
-/* Stop when drained; end the loop once the stop has finished. */
+/* Stop when drained (after a last look for what another program queued); end the loop
+ * once the stop has finished. */
 void lifecycle_check_done(struct sup *s)
 {
 	bool done;
 
 	if (!s->stopping && s->cfg.exit_when_drained && sched_drained(s)) {
+		/* What another program queued since the last read is drained too. */
+#ifndef AUTOPACK_MUTANT_foreign_left_at_drain_end
+		if (foreign_drain_end(s))
+			return;
+#endif
 		lifecycle_stop_for(s, STOP_GRACEFUL, STOP_CAUSE_DRAINED, "drained");
 		return;
 	}

@@ -761,6 +761,14 @@ void foreign_init(struct sup *s);
  * not hold, and dispatch them, at the first moment (a loop turn's end) when no write waits
  * for its commit. A read of the queue takes at most a tenth of the loop's time. */
 void foreign_check(struct sup *s);
+/* Called by lifecycle_check_done when the queues are drained, before the supervisor stops
+ * as drained (--exit-when-drained): when another connection committed since the queues
+ * last agreed with the database (or a read is due or failed), read the phases QUEUED that
+ * the queues do not hold at once, load their runs and dispatch them. Returns true when it
+ * loaded runs, or waits for a commit's fsync (whose end calls lifecycle_check_done
+ * again): the drain is not over. False when nothing is new, data_version cannot be read,
+ * the read failed (logged), the batch is spent, or off (PostgreSQL, stopping). */
+bool foreign_drain_end(struct sup *s);
 
 /* --- lifecycle.c: signals, stop levels, the end of the loop, the database's identity --- */
 

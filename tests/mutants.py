@@ -206,6 +206,10 @@ MUTANTS = [
       "tests/test_containment.py::"
       "test_a_killed_workers_process_that_left_the_session_is_gone_before_its_phase_runs_again"
       "[no-namespace]"]),
+    ("foreign_left_at_drain_end", "a phase another program queues as the drain ends is"
+     " drained before the exit",
+     ["tests/test_legacy_drain.py::"
+      "test_a_phase_queued_by_hand_while_the_last_phase_runs_is_drained_before_the_exit"]),
     ("key_refusal_ignored", "a call refused for its key trips the breaker at once",
      ["tests/test_key_refused.py::"
       "test_a_wrong_key_stops_the_drain_after_the_calls_in_flight_and_exits_4",

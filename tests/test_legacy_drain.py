@@ -396,3 +396,30 @@ def test_phases_the_sqlite3_command_line_queues_while_a_supervisor_drains_run_on
         assert sup.wait() == 0, sup.stderr()
     finally:
         sup.kill()
+
+
+def test_a_phase_queued_by_hand_while_the_last_phase_runs_is_drained_before_the_exit(
+        tmp, llm):
+    """With --exit-when-drained, a phase the sqlite3 command line inserts while the drain's
+    last phase runs is run before the supervisor exits: once its queues are drained, the
+    supervisor looks at the database once more (PRAGMA data_version, then the phases QUEUED
+    that it does not hold) instead of leaving what it finds for its next start, however
+    short of the once-a-second look the phase came."""
+    ws = os.path.join(str(tmp), "ws")
+    started, go = os.path.join(ws, "started"), os.path.join(ws, "go")
+    url = new_db(tmp, runs=1, phases=1, check="touch %s; while [ ! -e %s ]; do sleep 0.01;"
+                 " done" % (started, go))
+    path = url[len("sqlite:///"):]
+    sup = llm_supervisor(tmp, url, llm, "--workers", 1, "--exit-when-drained")
+    try:
+        wait_for(lambda: os.path.exists(started), timeout=60, what="the last phase's check")
+        sqlite3_phase(path, "run-000", 9, "p-last")
+        open(go, "w").close()
+        assert sup.wait(timeout=120) == 0, sup.stderr()
+    finally:
+        sup.kill()
+    assert "another program queued 1 phase(s) in 1 run(s)" in sup.stderr(), sup.stderr()
+    outcomes = sql(url, "SELECT phase_id, outcome FROM attempts ORDER BY attempt_id")
+    assert [o for _, o in outcomes] == ["success", "success"], outcomes
+    assert outcomes[1][0] == "p-last", outcomes
+    assert sql(url, "SELECT state FROM phases WHERE phase_id = 'p-last'") == [("COMPLETE",)]
