@@ -243,51 +243,73 @@ static int calib_kfold(struct calib_run *r, struct calib_pool *pool)
 	return rc;
 }
 
-/* Count the clean samples of run `run`. */
-static size_t calib_run_size(const struct calib_fitset *fs, const char *run)
-{
-	size_t n = 0;
+/* The runs leave-one-run-out holds out, those with at least CALIB_LORUN_MIN clean
+ * samples, in the order their first clean sample comes, and each sample's among them. */
+struct calib_runs {
+	const char **name; /* the runs' ids (the samples' own strings) */
+	size_t n;
+	size_t *clean, *truncated; /* per sample: its run's index in name, or SIZE_MAX */
+};
 
-	for (size_t i = 0; i < fs->n_clean; i++)
-		n += fs->clean[i]->run_id != NULL && strcmp(fs->clean[i]->run_id, run) == 0;
-	return n;
+/* Find fs's runs through a table of their ids: each sample's run, the clean samples each
+ * has, then those with enough. Frees nothing of fs; calib_runs_free frees what it
+ * made. */
+static void calib_runs_find(const struct calib_fitset *fs, struct calib_runs *out)
+{
+	size_t n_all = fs->n_clean + fs->n_truncated;
+	size_t *count = xcalloc(n_all + 1, sizeof *count), *rank;
+	struct strtab ids;
+
+	strtab_init(&ids, n_all, false);
+	out->name = xcalloc(fs->n_clean + 1, sizeof *out->name);
+	out->clean = xcalloc(n_all + 1, sizeof *out->clean);
+	out->truncated = out->clean + fs->n_clean;
+	out->n = 0;
+	for (size_t i = 0; i < n_all; i++) {
+		const struct telem_sample *s = i < fs->n_clean ? fs->clean[i] :
+		                                                 fs->truncated[i - fs->n_clean];
+
+		out->clean[i] = s->run_id != NULL ? strtab_add(&ids, s->run_id, NULL) : SIZE_MAX;
+		if (i < fs->n_clean && s->run_id != NULL)
+			count[out->clean[i]]++;
+	}
+	rank = xcalloc(ids.n + 1, sizeof *rank);
+	for (size_t k = 0; k < ids.n; k++) {
+		rank[k] = count[k] >= CALIB_LORUN_MIN ? out->n : SIZE_MAX;
+		if (count[k] >= CALIB_LORUN_MIN)
+			out->name[out->n++] = strtab_key(&ids, k);
+	}
+	for (size_t i = 0; i < n_all; i++)
+		if (out->clean[i] != SIZE_MAX)
+			out->clean[i] = rank[out->clean[i]];
+	free(rank);
+	free(count);
+	strtab_free(&ids);
 }
 
-/* The runs with at least CALIB_LORUN_MIN clean samples, each named once. */
-static size_t calib_runs(const struct calib_fitset *fs, const char **runs)
+/* Free what calib_runs_find made. */
+static void calib_runs_free(struct calib_runs *runs)
 {
-	size_t n = 0;
-
-	for (size_t i = 0; i < fs->n_clean; i++) {
-		const char *run = fs->clean[i]->run_id;
-		bool seen = false;
-
-		for (size_t k = 0; k < n && !seen; k++)
-			seen = strcmp(runs[k], run) == 0;
-		if (run != NULL && !seen && calib_run_size(fs, run) >= CALIB_LORUN_MIN)
-			runs[n++] = run;
-	}
-	return n;
+	free(runs->name);
+	free(runs->clean);
+	memset(runs, 0, sizeof *runs);
 }
 
 /* Leave one run out, over the runs of CALIB_LORUN_MIN samples; their truncated events
  * are scored with them. */
-static int calib_lorun(
-    struct calib_run *r, const char **runs, size_t n_runs, struct calib_pool *pool)
+static int calib_lorun(struct calib_run *r, const struct calib_runs *runs, struct calib_pool *pool)
 {
 	const struct calib_fitset *fs = r->fs;
 	const struct telem_sample **tr = xcalloc(fs->n_truncated + 1, sizeof *tr);
 	int rc = 0;
 
-	for (size_t k = 0; k < n_runs && rc == 0; k++) {
+	for (size_t k = 0; k < runs->n && rc == 0; k++) {
 		size_t n_tr = 0;
 
 		for (size_t i = 0; i < fs->n_clean; i++)
-			r->held[i] = fs->clean[i]->run_id != NULL &&
-			    strcmp(fs->clean[i]->run_id, runs[k]) == 0;
+			r->held[i] = runs->clean[i] == k;
 		for (size_t j = 0; j < fs->n_truncated; j++)
-			if (fs->truncated[j]->run_id != NULL &&
-			    strcmp(fs->truncated[j]->run_id, runs[k]) == 0)
+			if (runs->truncated[j] == k)
 				tr[n_tr++] = fs->truncated[j];
 		rc = calib_fold(r, tr, n_tr, pool, NULL);
 	}
@@ -411,7 +433,7 @@ int calib_evaluate(const struct calib_fitset *fs_in, const struct est_coefs *cur
 	const struct calib_fitset *fs = &c.fs;
 	struct calib_run r = { fs, current, o, err, errlen, NULL, NULL };
 	struct calib_pool pool[CALIB_METHOD_COUNT] = { 0 };
-	const char **runs = xcalloc(fs_in->n_clean + 1, sizeof *runs);
+	struct calib_runs runs;
 	size_t distinct = fs_in->n_clean + fs_in->n_truncated;
 	int rc;
 
@@ -425,13 +447,14 @@ int calib_evaluate(const struct calib_fitset *fs_in, const struct est_coefs *cur
 		    "%d folds need at least as many clean samples (%zu)", o->folds, fs->n_clean);
 	else if (rc == 0)
 		rc = calib_kfold(&r, &pool[CALIB_KFOLD]);
-	e->n_runs_eligible = calib_runs(fs, runs);
+	calib_runs_find(fs, &runs);
+	e->n_runs_eligible = runs.n;
 	if (rc == 0 && e->n_runs_eligible < CALIB_LORUN_RUNS)
 		snprintf(e->why[CALIB_LORUN], sizeof e->why[0],
 		    "needs %d runs with at least %d clean samples; %zu ha%s", CALIB_LORUN_RUNS,
 		    CALIB_LORUN_MIN, e->n_runs_eligible, e->n_runs_eligible == 1 ? "s" : "ve");
 	else if (rc == 0)
-		rc = calib_lorun(&r, runs, e->n_runs_eligible, &pool[CALIB_LORUN]);
+		rc = calib_lorun(&r, &runs, &pool[CALIB_LORUN]);
 	for (int m = 0; m < CALIB_METHOD_COUNT && rc == 0; m++) {
 		size_t n = m == CALIB_LORUN ? pool[m].n : distinct;
 
@@ -442,7 +465,7 @@ int calib_evaluate(const struct calib_fitset *fs_in, const struct est_coefs *cur
 		calib_curves(&pool[CALIB_LOO], current, proposal, e);
 	for (int m = 0; m < CALIB_METHOD_COUNT; m++)
 		calib_pool_free(&pool[m]);
-	free(runs);
+	calib_runs_free(&runs);
 	free(r.held);
 	calib_compact_free(&c);
 	if (rc != 0)

@@ -7,6 +7,7 @@
 #include "common/store/store_scope.h"
 #include "common/joblimits.h"
 #include "common/relpath.h"
+#include "common/strtab.h"
 #include "common/sysdirs.h"
 #include "common/util.h"
 #include "common/utf8.h"
@@ -135,8 +136,7 @@ struct plan_writer {
 	struct plan_overlap ov; /* the deliverables of the run entry being imported */
 	struct plan_dirs dirs;
 	struct store_plan_summary *sum;
-	size_t *ids; /* indexes + 1 into sum->run_ids, a hash table by run id */
-	size_t ids_cap;
+	struct strtab ids; /* sum->run_ids: id k is sum->run_ids[k] */
 	size_t runs_cap;
 	char *last_ws; /* the workspace made last: runs often share one */
 };
@@ -671,31 +671,19 @@ static int plan_write_run(struct plan_writer *pw, const json_t *r,
 static size_t plan_id_add(struct plan_writer *pw, const char *run_id)
 {
 	struct store_plan_summary *sum = pw->sum;
-	size_t i;
+	char *copy = xstrdup(run_id);
+	bool added;
+	size_t k = strtab_add(&pw->ids, copy, &added);
 
-	if (2 * (sum->n_runs + 1) > pw->ids_cap) {
-		size_t cap = pw->ids_cap != 0 ? pw->ids_cap * 2 : 256;
-
-		free(pw->ids);
-		pw->ids = xcalloc(cap, sizeof *pw->ids);
-		pw->ids_cap = cap;
-		for (size_t k = 0; k < sum->n_runs; k++) {
-			for (i = (size_t)str_hash(sum->run_ids[k]) & (cap - 1); pw->ids[i] != 0;
-			     i = (i + 1) & (cap - 1))
-				;
-			pw->ids[i] = k + 1;
-		}
+	if (!added) {
+		free(copy);
+		return k + 1;
 	}
-	for (i = (size_t)str_hash(run_id) & (pw->ids_cap - 1); pw->ids[i] != 0;
-	     i = (i + 1) & (pw->ids_cap - 1))
-		if (strcmp(sum->run_ids[pw->ids[i] - 1], run_id) == 0)
-			return pw->ids[i];
 	if (sum->n_runs == pw->runs_cap) {
 		pw->runs_cap = pw->runs_cap != 0 ? pw->runs_cap * 2 : 64;
 		sum->run_ids = xrealloc(sum->run_ids, pw->runs_cap * sizeof *sum->run_ids);
 	}
-	sum->run_ids[sum->n_runs] = xstrdup(run_id);
-	pw->ids[i] = ++sum->n_runs;
+	sum->run_ids[sum->n_runs++] = copy;
 	return 0;
 }
 
@@ -745,6 +733,8 @@ static int plan_writer_open(struct plan_writer *pw, struct store *st, const char
 		    err, STORE_EIO, "%s: preparing the import: %s", st->path, db_errmsg(st->db));
 		db_rollback(st->db);
 	}
+	if (rc == 0)
+		strtab_init(&pw->ids, 128, false);
 	free(run);
 	free(tier);
 	free(tier_id);
@@ -814,7 +804,7 @@ static int plan_writer_close(
 		db_rollback(pw->st->db);
 		store_plan_summary_free(pw->sum);
 	}
-	free(pw->ids);
+	strtab_free(&pw->ids);
 	free(pw->last_ws);
 	return rc;
 }

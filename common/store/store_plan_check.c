@@ -8,6 +8,7 @@
 #include "common/joblimits.h"
 #include "common/relpath.h"
 #include "common/strbuf.h"
+#include "common/strtab.h"
 #include "common/utf8.h"
 #include "common/util.h"
 
@@ -604,12 +605,11 @@ static int plan_check_limits(const json_t *const *v, const struct store_scope *s
 	return 0;
 }
 
-/* The phase ids of the run being checked, a hash table of indexes + 1 into `seen`. */
+/* The phase ids of the run being checked: id k of the table is seen[k]. */
 struct plan_ids {
 	struct plan_seen *seen;
 	size_t n;
-	size_t *slots;
-	size_t mask;
+	struct strtab ids;
 };
 
 /* Record the deliverables of the phase checked (the run's phase number ids->n, id `id`,
@@ -652,7 +652,8 @@ static int plan_check_phase(const json_t *ph, const char *source, const char *ru
 	struct plan_scope_kept keep = { .vals = out->v };
 	struct plan_at sub = PLAN_KEY(at, "phase_id");
 	const char *id;
-	size_t i;
+	size_t k;
+	bool added;
 	int rc;
 
 	rc = plan_check_object(
@@ -669,17 +670,13 @@ static int plan_check_phase(const json_t *ph, const char *source, const char *ru
 	}
 	out->scope = keep.text;
 	id = json_string_value(out->v[PLAN_F_PHASE_ID]);
-	for (i = (size_t)str_hash(id) & ids->mask; ids->slots[i] != 0; i = (i + 1) & ids->mask) {
-		const struct plan_seen *other = &ids->seen[ids->slots[i] - 1];
-
-		if (strcmp(other->id, id) == 0)
-			return plan_fail(err, source, &sub,
-			    "duplicate phase_id \"%s\" in run \"%s\" (also at "
-			    "%s.tiers[%zu].phases[%zu].phase_id)",
-			    id, run_id, run_path, other->tier, other->phase);
-	}
-	ids->seen[ids->n] = (struct plan_seen){ id, tier, index };
-	ids->slots[i] = ++ids->n;
+	k = strtab_add(&ids->ids, id, &added);
+	if (!added)
+		return plan_fail(err, source, &sub,
+		    "duplicate phase_id \"%s\" in run \"%s\" (also at "
+		    "%s.tiers[%zu].phases[%zu].phase_id)",
+		    id, run_id, run_path, ids->seen[k].tier, ids->seen[k].phase);
+	ids->seen[ids->n++] = (struct plan_seen){ id, tier, index };
 	return 0;
 }
 
@@ -761,7 +758,7 @@ int store_plan_check_run(const json_t *run, const char *source, const char *path
 	struct plan_ids ids = { 0 };
 	const char *run_id;
 	json_t *tiers, *t, *ph;
-	size_t i, j, n, cap = 16;
+	size_t i, j, n;
 	int rc;
 
 	*phases = NULL;
@@ -773,11 +770,8 @@ int store_plan_check_run(const json_t *run, const char *source, const char *path
 		return rc;
 	run_id = json_string_value(json_object_get(run, "run_id"));
 	n = plan_count_phases(tiers);
-	while (cap < 2 * n)
-		cap *= 2;
 	ids.seen = xcalloc(n, sizeof *ids.seen);
-	ids.slots = xcalloc(cap, sizeof *ids.slots);
-	ids.mask = cap - 1;
+	strtab_init(&ids.ids, n, false);
 	*phases = xcalloc(n + 1, sizeof **phases);
 	json_array_foreach(tiers, i, t)
 	{
@@ -796,7 +790,7 @@ int store_plan_check_run(const json_t *run, const char *source, const char *path
 	}
 out:
 	free(ids.seen);
-	free(ids.slots);
+	strtab_free(&ids.ids);
 	if (rc != 0) {
 		store_plan_phases_free(*phases);
 		*phases = NULL;

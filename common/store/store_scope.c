@@ -1,6 +1,7 @@
 /* Reading a phase's scope in every shape the original stores. */
 #include "common/store/store_scope.h"
 #include "common/jsonload.h"
+#include "common/strtab.h"
 #include "common/utf8.h"
 #include "common/util.h"
 
@@ -27,64 +28,43 @@ static size_t scope_list_room(size_t n)
 	return room;
 }
 
-/* The slot of `path` in the list's hash table: the one that holds it, else the free slot
- * where it goes. */
-static size_t scope_list_slot(const struct store_scope_list *l, const char *path)
-{
-	size_t mask = l->n_slots - 1, i = (size_t)str_hash(path) & mask;
-
-	while (l->slots[i] != 0 && strcmp(l->items[l->slots[i] - 1], path) != 0)
-		i = (i + 1) & mask;
-	return i;
-}
-
-/* Give the hash table at least twice as many slots as n paths, rehashing the list's. */
-static void scope_list_index(struct store_scope_list *l, size_t n)
-{
-	if (2 * n <= l->n_slots)
-		return;
-	free(l->slots);
-	l->n_slots = scope_list_room(2 * n);
-	l->slots = xcalloc(l->n_slots, sizeof *l->slots);
-	for (size_t k = 0; k < l->n; k++)
-		l->slots[scope_list_slot(l, l->items[k])] = k + 1;
-}
-
-/* Whether the list holds `path`. */
-static bool scope_list_has(const struct store_scope_list *l, const char *path)
-{
-	if (l->slots != NULL)
-		return l->slots[scope_list_slot(l, path)] != 0;
-	for (size_t k = 0; k < l->n; k++)
-		if (strcmp(l->items[k], path) == 0)
-			return true;
-	return false;
-}
-
-/* Append `path` (found at `where`) unless the list holds it already. The path and its
- * place are one allocation, the path first. */
+/* Append `path` (found at `where`) unless the list holds it already: a short list is
+ * searched path by path, a longer one through its table. The path and its place are one
+ * allocation, the path first. */
 static void scope_list_add(struct store_scope_list *l, const char *path, const char *where)
 {
 	size_t lp = strlen(path), lw = strlen(where);
+	bool added;
 	char *both;
 
-	if (scope_list_has(l, path))
-		return;
+	if (l->index == NULL)
+		for (size_t k = 0; k < l->n; k++)
+			if (strcmp(l->items[k], path) == 0)
+				return;
+	both = xmalloc(lp + lw + 2);
+	memcpy(both, path, lp + 1);
+	memcpy(both + lp + 1, where, lw + 1);
+	if (l->index != NULL) {
+		strtab_add(l->index, both, &added);
+		if (!added) {
+			free(both);
+			return;
+		}
+	}
 	if (l->n == 0 || scope_list_room(l->n + 1) > scope_list_room(l->n)) {
 		l->items = xrealloc(l->items, scope_list_room(l->n + 1) * sizeof *l->items);
 		l->where = xrealloc(l->where, scope_list_room(l->n + 1) * sizeof *l->where);
 	}
-	both = xmalloc(lp + lw + 2);
-	memcpy(both, path, lp + 1);
-	memcpy(both + lp + 1, where, lw + 1);
 	l->items[l->n] = both;
 	l->where[l->n] = both + lp + 1;
 	l->n++;
 	l->items[l->n] = NULL;
 	l->where[l->n] = NULL;
-	if (l->n >= SCOPE_LIST_HASHED) {
-		scope_list_index(l, l->n);
-		l->slots[scope_list_slot(l, path)] = l->n;
+	if (l->index == NULL && l->n >= SCOPE_LIST_HASHED) {
+		l->index = xmalloc(sizeof *l->index);
+		strtab_init(l->index, 2 * l->n, false);
+		for (size_t k = 0; k < l->n; k++)
+			strtab_add(l->index, l->items[k], NULL);
 	}
 }
 
@@ -95,7 +75,9 @@ static void scope_list_free(struct store_scope_list *l)
 		free(l->items[i]);
 	free(l->items);
 	free(l->where);
-	free(l->slots);
+	if (l->index != NULL)
+		strtab_free(l->index);
+	free(l->index);
 	memset(l, 0, sizeof *l);
 }
 

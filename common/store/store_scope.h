@@ -21,16 +21,16 @@ enum store_scope_form {
 	STORE_SCOPE_PATH,    /* a single path, as a JSON string or bare text */
 };
 
+struct strtab;
+
 /* A list of paths, each with where it was found ("deliverables.code[1]"); both arrays
- * are NULL-terminated. `slots` is a hash table of the paths (index + 1, 0 for a free
- * slot; n_slots a power of two; NULL while the list is short), so that each path is
- * added once at a constant cost. */
+ * are NULL-terminated. `index` is a table of the paths (common/strtab.h; NULL while the
+ * list is short), so that each path is added once at a constant cost. */
 struct store_scope_list {
 	char **items;
 	char **where;
 	size_t n;
-	size_t *slots;
-	size_t n_slots;
+	struct strtab *index;
 };
 
 /* A scope read into lists: deliverables are the union of the buckets' lists, in order,

@@ -322,3 +322,51 @@ TEST(calib_evaluate_holds_each_sample_out_and_scores_both_sets)
 	CHECK(strstr(err, "at least 20") != NULL);
 	calib_fitset_free(&fs);
 }
+
+TEST(calib_evaluate_finds_the_runs_of_ten_among_thousands)
+{
+	/* 6,000 events: six runs of ten clean samples and ten truncated events each, a run of
+	 * nine, 5,811 runs of one, and 60 truncated events of runs without a clean sample.
+	 * Equal run ids are separate strings, and each run's samples lie far apart. */
+	enum {
+		N = 6000
+	};
+	struct telem_sample *s = xcalloc(N, sizeof *s);
+	const struct telem_sample **p = xcalloc(N, sizeof *p);
+	char(*id)[24] = xcalloc(N, sizeof *id);
+	struct calib_eval_opts o = { 0.9, 2, 1 };
+	struct calib_fitset fs;
+	struct calib_eval e;
+	struct est_coefs cur;
+	struct est_fit all;
+	char err[128];
+
+	for (int i = 0; i < N; i++) {
+		if (i % 100 == 0 || i % 100 == 50)
+			snprintf(id[i], sizeof id[i], "big-%d", i / 100 % 6);
+		else if (i % 100 == 1 && i < 900)
+			snprintf(id[i], sizeof id[i], "nine");
+		else if (i % 100 == 51)
+			snprintf(id[i], sizeof id[i], "none-%d", i);
+		else
+			snprintf(id[i], sizeof id[i], "one-%d", i);
+		s[i] = mk(
+		    id[i], i % 2 ? "tests" : "docs", "medium", 1 + i % 4, 800 + (i * 37) % 5000);
+		s[i].truncated = i % 100 == 50 || i % 100 == 51;
+		p[i] = &s[i];
+	}
+	est_coefs_default(&cur);
+	calib_fitset_select(p, N, &fs);
+	CHECK_EQ_INT(fs.n_clean, N - 120);
+	CHECK(calib_fit(fs.clean, fs.n_clean, o.coverage, &all, err, sizeof err) == 0);
+	CHECK(calib_evaluate(&fs, &cur, &all, &o, &e, err, sizeof err) == 0);
+	CHECK_EQ_INT(e.n_runs_eligible, 6);
+	CHECK(e.proposed[CALIB_LORUN].available);
+	CHECK_EQ_INT(e.proposed[CALIB_LORUN].n, 6 * 10 + 6 * 10); /* clean and truncated */
+	CHECK_EQ_INT(e.proposed[CALIB_LORUN].predictions, 120);
+	calib_eval_free(&e);
+	calib_fitset_free(&fs);
+	free(id);
+	free(p);
+	free(s);
+}
