@@ -47,11 +47,35 @@ bool check_git_nested_has(
 	return false;
 }
 
+/* One walk of the workspace: the list it fills, and the heartbeat it keeps. */
+struct check_git_walk {
+	struct check_git_nested_list *l;
+	void (*heartbeat)(void *ctx);
+	void *ctx;
+	unsigned dirs;      /* directories entered */
+	uint64_t last_beat; /* when the heartbeat was last called */
+};
+
+/* Call the walk's heartbeat (when it has one) every CHECK_GIT_NESTED_BEAT_MS, looking at the
+ * clock once every 64 directories. */
+static void check_git_walk_beat(struct check_git_walk *w)
+{
+	uint64_t now;
+
+	if (w->heartbeat == NULL || ++w->dirs % 64 != 0)
+		return;
+	now = clock_mono_ms();
+	if (now - w->last_beat >= CHECK_GIT_NESTED_BEAT_MS) {
+		w->heartbeat(w->ctx);
+		w->last_beat = now;
+	}
+}
+
 /* Look for nested repositories in the directory `dirfd`, named `rel` ("" for the
  * workspace's top), `depth` below the top. */
-static void check_git_nested_walk(
-    struct check_git_nested_list *l, int dirfd, const char *rel, int depth)
+static void check_git_nested_walk(struct check_git_walk *w, int dirfd, const char *rel, int depth)
 {
+	struct check_git_nested_list *l = w->l;
 	char path[PATH_MAX];
 	struct check_git_id id;
 	struct dirent *e;
@@ -61,6 +85,7 @@ static void check_git_nested_walk(
 
 	if (fd < 0)
 		return;
+	check_git_walk_beat(w);
 	if ((d = fdopendir(fd)) == NULL) {
 		close(fd);
 		return;
@@ -95,17 +120,20 @@ static void check_git_nested_walk(
 			if (check_git_id_of(dirfd, name, &id))
 				check_git_nested_add(l, path, &id);
 		} else {
-			check_git_nested_walk(l, sub, path, depth + 1);
+			check_git_nested_walk(w, sub, path, depth + 1);
 		}
 		close(sub);
 	}
 	closedir(d);
 }
 
-void check_git_nested_take(int wsfd, struct check_git_nested_list *l)
+void check_git_nested_take(
+    int wsfd, struct check_git_nested_list *l, void (*heartbeat)(void *ctx), void *ctx)
 {
+	struct check_git_walk w = { l, heartbeat, ctx, 0, clock_mono_ms() };
+
 	check_git_nested_free(l);
-	check_git_nested_walk(l, wsfd, "", 0);
+	check_git_nested_walk(&w, wsfd, "", 0);
 }
 
 /* A big-endian number of `n` bytes at `p`. */

@@ -29,11 +29,17 @@ struct check_git_nested_list {
 	struct check_git_nested_one *e;
 };
 
+/* How often a walk of the workspace calls its heartbeat, in milliseconds. */
+#define CHECK_GIT_NESTED_BEAT_MS 500
+
 /* Fill `l` (freeing what it held) with the nested repositories of the workspace open as
  * `wsfd`: every `.git` below its top and every directory that is a bare repository's,
  * not looking into either, nor into the top's `.git` and `.autopack`; links are not
- * followed. */
-void check_git_nested_take(int wsfd, struct check_git_nested_list *l);
+ * followed. The walk has no bound but the depth (a tree a check left of a million
+ * directories takes it many seconds): `heartbeat(ctx)`, nullable, is called every
+ * CHECK_GIT_NESTED_BEAT_MS while it goes on, so the worker is not taken for hung. */
+void check_git_nested_take(
+    int wsfd, struct check_git_nested_list *l, void (*heartbeat)(void *ctx), void *ctx);
 
 /* Fill `l` (freeing what it held) with the paths of the gitlinks in the index of the
  * repository directory `gitdir`; empty when it has none or cannot be read. */
