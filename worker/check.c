@@ -1570,7 +1570,8 @@ int check_run(const struct check_spec *spec, struct check_result *out, char *err
 			out->timed_out = true;
 			term_at = now;
 			kill(-pid, SIGTERM);
-		} else if (term_at != 0 && now >= term_at + CHECK_GRACE_MS) {
+			kill(-pid, SIGCONT);
+		} else if (term_at != 0 && now >= term_at + CHECK_DEADLINE_KILL_MS) {
 			kill(-pid, SIGKILL);
 		}
 		if (spec->heartbeat != NULL && now - last_beat >= 500) {
