@@ -19,7 +19,7 @@
 #include <stdint.h>
 
 #define CHECK_EXCERPT_MAX 512
-#define CHECK_GRACE_MS 2000     /* between SIGTERM and SIGKILL */
+#define CHECK_GRACE_MS 2000 /* between SIGTERM and SIGKILL */
 /* Between the SIGTERM (with a SIGCONT, for a check that stopped itself) sent at the
  * attempt's deadline and the SIGKILL: well within the 2 s the supervisor waits past the
  * deadline before it kills the worker, so that the worker still reports the timeout. */
