@@ -19,7 +19,8 @@
 #include <stdint.h>
 
 #define CHECK_EXCERPT_MAX 512
-#define CHECK_GRACE_MS 2000 /* between SIGTERM and SIGKILL */
+/* How long the processes a check left are waited for once killed, and its pipes drained. */
+#define CHECK_GRACE_MS 2000
 /* Between the SIGTERM (with a SIGCONT, for a check that stopped itself) sent at the
  * attempt's deadline and the SIGKILL: well within the 2 s the supervisor waits past the
  * deadline before it kills the worker, so that the worker still reports the timeout. */
