@@ -209,3 +209,33 @@ def test_hostile_checks_fail_their_phase_and_the_drain_goes_on(tmp):
     assert sum(s["n"] for s in states) == len(CHECKS) + 1, states
     assert not [s for s in states if s["state"] not in ("COMPLETE", "FAILED")], states
     assert len(attempts) == len(CHECKS) + 1, attempts
+
+
+MANY_GIT = ("/usr/bin/python3 -c 'import os\n"
+            "for i in range(%d):\n os.makedirs(\"made/%%d/%%d/.git\" %% (i // 1000, i))'")
+
+
+def test_many_nested_repositories_fail_no_worker(tmp):
+    """The repositories a check made were moved away without a word to the supervisor: a
+    check that made 60,000 `.git` directories ended HEARTBEAT_LOST, and so did the next
+    check of that workspace, which compared the 40,000 left (plus the vendored ones) each
+    with every one found before it (n² string comparisons, now a binary search)."""
+    ws = os.path.join(str(tmp), "ws")
+    for i in range(2000):
+        os.makedirs(os.path.join(ws, "vendor", str(i // 1000), str(i), ".git"))
+    url = init_db(tmp)
+    import_plan(tmp, url, [("run", ws, [
+        phase_spec("p1", ("out/a.py",), check=MANY_GIT % 60000),
+        phase_spec("p2", ("out/b.py",), check="true")])])
+    sup, rc = drain_until_exit(tmp, url, Standin(tmp, {}), 1, "--max-attempts-per-phase", 1,
+                               "--heartbeat-timeout-seconds", 2,
+                               env={"ANTHROPIC_API_KEY": KEY})
+    attempts = rows(url, "SELECT phase_id, outcome, failure_reason, message FROM attempts")
+    assert rc == 0, sup.stderr()[-3000:]
+    assert [(a["outcome"], a["failure_reason"]) for a in attempts] == [
+        ("failed", "SCOPE_VIOLATION"), ("success", None)], attempts
+    assert attempts[0]["message"].startswith(
+        "the check command made a repository at made/0/0/.git in the workspace, moved to "
+        ".autopack/quarantine/run__p1__a1.nested-1; "), attempts[0]["message"][:300]
+    assert len(os.listdir(os.path.join(ws, ".autopack", "quarantine"))) == 60000
+    assert len(os.listdir(os.path.join(ws, "vendor", "1"))) == 1000

@@ -442,6 +442,9 @@ static void check_git_nested_after(int wsfd, const char *workspace, const char *
 		const char *path = now.e[i].path, *slash = strrchr(path, '/');
 		int pfd;
 
+		if (heartbeat != NULL && i % 64 == 63)
+			heartbeat(ctx);
+
 		if (check_git_nested_has(g->nested, &now.e[i], false))
 			continue;
 		snprintf(

@@ -37,12 +37,35 @@ static void check_git_nested_add(
 	l->n++;
 }
 
+static int check_git_nested_cmp(const void *a, const void *b)
+{
+	return strcmp(((const struct check_git_nested_one *)a)->path,
+	    ((const struct check_git_nested_one *)b)->path);
+}
+
+/* Sort `l` by path, for check_git_nested_has. */
+static void check_git_nested_sort(struct check_git_nested_list *l)
+{
+	if (l->n > 1)
+		qsort(l->e, l->n, sizeof *l->e, check_git_nested_cmp);
+}
+
 bool check_git_nested_has(
     const struct check_git_nested_list *l, const struct check_git_nested_one *one, bool gitlink)
 {
-	for (size_t i = 0; i < l->n; i++)
-		if (strcmp(l->e[i].path, one->path) == 0 &&
-		    (gitlink || check_git_id_same(&l->e[i].id, &one->id)))
+	size_t lo = 0, hi = l->n;
+
+	/* The first entry of `one`'s path (an index in conflict names a path more than once). */
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (strcmp(l->e[mid].path, one->path) < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	for (; lo < l->n && strcmp(l->e[lo].path, one->path) == 0; lo++)
+		if (gitlink || check_git_id_same(&l->e[lo].id, &one->id))
 			return true;
 	return false;
 }
@@ -134,6 +157,7 @@ void check_git_nested_take(
 
 	check_git_nested_free(l);
 	check_git_nested_walk(&w, wsfd, "", 0);
+	check_git_nested_sort(l);
 }
 
 /* A big-endian number of `n` bytes at `p`. */
@@ -263,4 +287,5 @@ void check_git_gitlinks_take(const char *gitdir, struct check_git_nested_list *l
 			check_git_nested_add(l, name, NULL);
 	}
 	free(buf);
+	check_git_nested_sort(l);
 }
