@@ -133,7 +133,7 @@ CHECKS = {
                "deadline"),
     "fds": ("/usr/bin/python3 -c 'import os\nn = 0\ntry:\n while True: os.open(\"/dev/null\", 0); n += 1\n"
             "except OSError as e: print(n, e)'", "success", None, None),
-    "forkbomb": ("b() { b | b & }; b 2>/dev/null; exec sleep 2", "success", None, None),
+    "forkbomb": ("(b() { b | b & }; b) 2>/dev/null & exec sleep 2", "success", None, None),
     "garbled": (GARBLED, "failed", "CHECK_FAILED", "exited 1"),
     "outside": ("rm -rf out; ln -s /etc out; ln /etc/hostname hard 2> hard.err; "
                 "echo escaped > ../escaped-outside 2> dotdot.err; exit 0",
@@ -195,7 +195,8 @@ def test_hostile_checks_fail_their_phase_and_the_drain_goes_on(tmp):
     for key, value in probe.items():
         if key.split("_")[0] in ("environ", "mem", "vm", "ptrace", "db", "connect", "auxv",
                                  "stack", "maps"):
-            assert isinstance(value, str), (key, value)
+            # Refused; or nothing read (a process that was exiting: its memory gone).
+            assert isinstance(value, str) or value == 0, (key, value)
         if key.startswith("kill_"):
             assert value == "ProcessLookupError: No such process", (key, value)
     assert files_containing(tmp, KEY, exclude=(os.path.join(tmp, "plan-0.json"),)) == [], probe
