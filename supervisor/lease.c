@@ -31,7 +31,9 @@
 #include <string.h>
 #include <unistd.h>
 
-#define DEADLINE_GRACE_MS 2000   /* past the job's deadline before the supervisor kills */
+/* Past the job's deadline before the supervisor kills: the worker kills a check still
+ * running 1 s past it (worker/check.h, CHECK_DEADLINE_KILL_MS) and then reports. */
+#define DEADLINE_GRACE_MS 4000
 #define LEASE_AHEAD_MS 20        /* leases opened ahead: the results of this long */
 #define LEASE_AHEAD_MAX 32       /* and never more than this many */
 #define LEASE_AHEAD_PER_WORKER 4 /* nor more than this many per live worker */

@@ -1545,7 +1545,7 @@ int check_run(const struct check_spec *spec, struct check_result *out, char *err
 	}
 	check_stop_seen = 0;
 	check_tmpdir_choose();
-	check_git_before(spec->workspace, &check_git_state);
+	check_git_before(spec->workspace, &check_git_state, spec->heartbeat, spec->ctx);
 	pid = check_start(spec, pipe_fd[0][1], pipe_fd[1][1], &ns_fd, err, errlen);
 	out->stopped_from_outside = pid == -2;
 	for (i = 0; i < 2; i++) {
@@ -1570,7 +1570,8 @@ int check_run(const struct check_spec *spec, struct check_result *out, char *err
 			out->timed_out = true;
 			term_at = now;
 			kill(-pid, SIGTERM);
-		} else if (term_at != 0 && now >= term_at + CHECK_GRACE_MS) {
+			kill(-pid, SIGCONT);
+		} else if (term_at != 0 && now >= term_at + CHECK_DEADLINE_KILL_MS) {
 			kill(-pid, SIGKILL);
 		}
 		if (spec->heartbeat != NULL && now - last_beat >= 500) {

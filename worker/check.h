@@ -20,7 +20,12 @@
 
 #define CHECK_EXCERPT_MAX 512
 #define CHECK_STDOUT_END 256
-#define CHECK_GRACE_MS 2000     /* between SIGTERM and SIGKILL */
+/* How long the processes a check left are waited for once killed, and its pipes drained. */
+#define CHECK_GRACE_MS 2000
+/* Between the SIGTERM (with a SIGCONT, for a check that stopped itself) sent at the
+ * attempt's deadline and the SIGKILL: well within the 4 s the supervisor waits past the
+ * deadline before it kills the worker, so that the worker still reports the timeout. */
+#define CHECK_DEADLINE_KILL_MS 1000
 #define CHECK_STOP_WAIT_MS 1000 /* for the worker's own stop signal after the check's */
 
 struct check_spec {

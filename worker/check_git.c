@@ -211,7 +211,8 @@ static void check_git_clear(struct check_git *g)
 	memset(g, 0, sizeof *g);
 }
 
-void check_git_before(const char *workspace, struct check_git *g)
+void check_git_before(
+    const char *workspace, struct check_git *g, void (*heartbeat)(void *ctx), void *ctx)
 {
 	char ws[PATH_MAX], path[PATH_MAX * 2], line[PATH_MAX], dir[PATH_MAX];
 	struct stat sb;
@@ -224,7 +225,7 @@ void check_git_before(const char *workspace, struct check_git *g)
 	if (realpath(workspace, ws) == NULL)
 		return;
 	if ((wsfd = open(ws, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) >= 0) {
-		check_git_nested_take(wsfd, g->nested);
+		check_git_nested_take(wsfd, g->nested, heartbeat, ctx);
 		close(wsfd);
 	}
 	snprintf(path, sizeof path, "%s/.git", ws);
@@ -436,10 +437,13 @@ static void check_git_nested_after(int wsfd, const char *workspace, const char *
 	char what[PATH_MAX + 160], label[32], parent[PATH_MAX];
 	int made = 0;
 
-	check_git_nested_take(wsfd, &now);
+	check_git_nested_take(wsfd, &now, heartbeat, ctx);
 	for (size_t i = 0; i < now.n; i++) {
 		const char *path = now.e[i].path, *slash = strrchr(path, '/');
 		int pfd;
+
+		if (heartbeat != NULL && i % 64 == 63)
+			heartbeat(ctx);
 
 		if (check_git_nested_has(g->nested, &now.e[i], false))
 			continue;

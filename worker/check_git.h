@@ -91,8 +91,10 @@ bool check_git_id_same(const struct check_git_id *a, const struct check_git_id *
  * repository now: its .git, what git reads in it, its hooks' and info's entries, its refs
  * (worker/check_git_refs.h), the gitlinks of its index and the repositories nested below
  * the top (worker/check_git_nested.h); and what a confined check's mount namespace pins
- * of it (nothing when it has none). */
-void check_git_before(const char *workspace, struct check_git *g);
+ * of it (nothing when it has none). `heartbeat(ctx)`, nullable, is called while it walks
+ * the workspace. */
+void check_git_before(
+    const char *workspace, struct check_git *g, void (*heartbeat)(void *ctx), void *ctx);
 
 /* Once every process of the check is gone: whether it made or changed, in the
  * workspace's repository, what git would read (its .git where there was none, or in it a

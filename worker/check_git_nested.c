@@ -37,21 +37,68 @@ static void check_git_nested_add(
 	l->n++;
 }
 
+static int check_git_nested_cmp(const void *a, const void *b)
+{
+	return strcmp(((const struct check_git_nested_one *)a)->path,
+	    ((const struct check_git_nested_one *)b)->path);
+}
+
+/* Sort `l` by path, for check_git_nested_has. */
+static void check_git_nested_sort(struct check_git_nested_list *l)
+{
+	if (l->n > 1)
+		qsort(l->e, l->n, sizeof *l->e, check_git_nested_cmp);
+}
+
 bool check_git_nested_has(
     const struct check_git_nested_list *l, const struct check_git_nested_one *one, bool gitlink)
 {
-	for (size_t i = 0; i < l->n; i++)
-		if (strcmp(l->e[i].path, one->path) == 0 &&
-		    (gitlink || check_git_id_same(&l->e[i].id, &one->id)))
+	size_t lo = 0, hi = l->n;
+
+	/* The first entry of `one`'s path (an index in conflict names a path more than once). */
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (strcmp(l->e[mid].path, one->path) < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	for (; lo < l->n && strcmp(l->e[lo].path, one->path) == 0; lo++)
+		if (gitlink || check_git_id_same(&l->e[lo].id, &one->id))
 			return true;
 	return false;
 }
 
+/* One walk of the workspace: the list it fills, and the heartbeat it keeps. */
+struct check_git_walk {
+	struct check_git_nested_list *l;
+	void (*heartbeat)(void *ctx);
+	void *ctx;
+	unsigned dirs;      /* directories entered */
+	uint64_t last_beat; /* when the heartbeat was last called */
+};
+
+/* Call the walk's heartbeat (when it has one) every CHECK_GIT_NESTED_BEAT_MS, looking at the
+ * clock once every 64 directories. */
+static void check_git_walk_beat(struct check_git_walk *w)
+{
+	uint64_t now;
+
+	if (w->heartbeat == NULL || ++w->dirs % 64 != 0)
+		return;
+	now = clock_mono_ms();
+	if (now - w->last_beat >= CHECK_GIT_NESTED_BEAT_MS) {
+		w->heartbeat(w->ctx);
+		w->last_beat = now;
+	}
+}
+
 /* Look for nested repositories in the directory `dirfd`, named `rel` ("" for the
  * workspace's top), `depth` below the top. */
-static void check_git_nested_walk(
-    struct check_git_nested_list *l, int dirfd, const char *rel, int depth)
+static void check_git_nested_walk(struct check_git_walk *w, int dirfd, const char *rel, int depth)
 {
+	struct check_git_nested_list *l = w->l;
 	char path[PATH_MAX];
 	struct check_git_id id;
 	struct dirent *e;
@@ -61,6 +108,7 @@ static void check_git_nested_walk(
 
 	if (fd < 0)
 		return;
+	check_git_walk_beat(w);
 	if ((d = fdopendir(fd)) == NULL) {
 		close(fd);
 		return;
@@ -95,17 +143,21 @@ static void check_git_nested_walk(
 			if (check_git_id_of(dirfd, name, &id))
 				check_git_nested_add(l, path, &id);
 		} else {
-			check_git_nested_walk(l, sub, path, depth + 1);
+			check_git_nested_walk(w, sub, path, depth + 1);
 		}
 		close(sub);
 	}
 	closedir(d);
 }
 
-void check_git_nested_take(int wsfd, struct check_git_nested_list *l)
+void check_git_nested_take(
+    int wsfd, struct check_git_nested_list *l, void (*heartbeat)(void *ctx), void *ctx)
 {
+	struct check_git_walk w = { l, heartbeat, ctx, 0, clock_mono_ms() };
+
 	check_git_nested_free(l);
-	check_git_nested_walk(l, wsfd, "", 0);
+	check_git_nested_walk(&w, wsfd, "", 0);
+	check_git_nested_sort(l);
 }
 
 /* A big-endian number of `n` bytes at `p`. */
@@ -235,4 +287,5 @@ void check_git_gitlinks_take(const char *gitdir, struct check_git_nested_list *l
 			check_git_nested_add(l, name, NULL);
 	}
 	free(buf);
+	check_git_nested_sort(l);
 }

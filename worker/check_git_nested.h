@@ -29,17 +29,24 @@ struct check_git_nested_list {
 	struct check_git_nested_one *e;
 };
 
+/* How often a walk of the workspace calls its heartbeat, in milliseconds. */
+#define CHECK_GIT_NESTED_BEAT_MS 500
+
 /* Fill `l` (freeing what it held) with the nested repositories of the workspace open as
  * `wsfd`: every `.git` below its top and every directory that is a bare repository's,
  * not looking into either, nor into the top's `.git` and `.autopack`; links are not
- * followed. */
-void check_git_nested_take(int wsfd, struct check_git_nested_list *l);
+ * followed; sorted by path. The walk has no bound but the depth (a tree a check left of a million
+ * directories takes it many seconds): `heartbeat(ctx)`, nullable, is called every
+ * CHECK_GIT_NESTED_BEAT_MS while it goes on, so the worker is not taken for hung. */
+void check_git_nested_take(
+    int wsfd, struct check_git_nested_list *l, void (*heartbeat)(void *ctx), void *ctx);
 
 /* Fill `l` (freeing what it held) with the paths of the gitlinks in the index of the
- * repository directory `gitdir`; empty when it has none or cannot be read. */
+ * repository directory `gitdir`, sorted; empty when it has none or cannot be read. */
 void check_git_gitlinks_take(const char *gitdir, struct check_git_nested_list *l);
 
-/* Whether `l` holds `one` (the same path, and for a repository the same file). */
+/* Whether `l` holds `one` (the same path, and for a repository the same file): a binary
+ * search, the lists being sorted by path when taken. */
 bool check_git_nested_has(
     const struct check_git_nested_list *l, const struct check_git_nested_one *one, bool gitlink);
 
