@@ -248,11 +248,15 @@ static void cmd_holder_name(pid_t pid, char *buf, size_t len)
 /* What to do when another process holds the database, unless the command says. */
 #define CMD_BUSY_ADVICE "stop it first, or, for a supervisor, send the command through it"
 
+/* How long a command waits for the lock held by a process that is no supervisor (another
+ * command asking whether one runs, or writing): such holds last moments. */
+#define CMD_LOCK_WAIT_MS 2000
+
 int cmd_lock(const struct cmd_ctx *ctx, const char *path, int *lock_fd)
 {
 	char name[64];
 	pid_t holder;
-	int fd = store_lock_acquire(path, &holder);
+	int fd = store_lock_acquire_wait(path, &holder, CMD_LOCK_WAIT_MS);
 
 	if (fd >= 0) {
 		*lock_fd = fd;

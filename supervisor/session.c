@@ -6,6 +6,7 @@
 #include "common/calib/calib.h"
 #include "common/estimate/estimator.h"
 #include "common/log.h"
+#include "common/procs.h"
 #include "common/store/dburl.h"
 #include "common/store/dburl_pg.h"
 #include "common/store/pg/db_pg_wait.h"
@@ -322,6 +323,10 @@ void session_start_watch(struct sup *s, bool on)
 	db_pg_wait_watch(on ? &watch : NULL);
 }
 
+/* How long a start waits for the database's lock held by a process that is no supervisor
+ * (autopack-ctl asking whether one runs, an offline command): such holds last moments. */
+#define SESSION_LOCK_WAIT_MS 2000
+
 /* Open, check and lock the database; exits 1 on failure. */
 void session_open_store(struct sup *s)
 {
@@ -338,18 +343,27 @@ void session_open_store(struct sup *s)
 		    "database %s does not exist (%s); create it with: autopack-ctl"
 		    " --db %s db init",
 		    url, strerror(errno), url);
-	s->lock_fd = store_lock_acquire(path, &holder);
+	s->lock_fd = store_lock_acquire_wait(path, &holder, SESSION_LOCK_WAIT_MS);
 	if (s->lock_fd < 0) {
-		if (holder > 0)
+		char comm[32];
+
+		if (store_lock_holder_is_supervisor(holder))
 			log_fatal(1,
 			    "database %s is held by autopack-supervisor pid %d; refusing to"
 			    " start a second writer",
 			    url, (int)holder);
+		if (holder > 0)
+			log_fatal(1,
+			    "database %s is held by %s pid %d (waited %.1f s for it); refusing to"
+			    " start a second writer",
+			    url, procs_comm(holder, comm, sizeof comm) ? comm : "a process",
+			    (int)holder, SESSION_LOCK_WAIT_MS / 1000.0);
 		if (s->lock_fd == STORE_EBUSY)
 			log_fatal(1,
 			    "database %s is held by another process (its pid is not in"
-			    " /proc/locks); refusing to start a second writer",
-			    url);
+			    " /proc/locks); waited %.1f s for it; refusing to start a second"
+			    " writer",
+			    url, SESSION_LOCK_WAIT_MS / 1000.0);
 		if (s->lock_fd == STORE_ENOTDB)
 			log_fatal(1, "database %s: %s is not a regular file", url, path);
 		log_fatal(1, "cannot lock the database file %s: %s", path, strerror(errno));

@@ -100,6 +100,72 @@ def test_second_supervisor_is_refused_naming_the_holder(tmp):
         assert first.wait() == 0
 
 
+def flock_holder(path, seconds):
+    """A process (python3) holding the exclusive flock autopack's writers take on the
+    database file for `seconds`, as `autopack-ctl` asking whether a supervisor runs holds
+    it for moments; returned once it holds it."""
+    holder = subprocess.Popen([sys.executable, "-c", """
+import fcntl, sys, time
+f = open(sys.argv[1], "rb")
+fcntl.flock(f, fcntl.LOCK_EX)
+print("locked", flush=True)
+time.sleep(float(sys.argv[2]))
+""", path, str(seconds)], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "locked"
+    return holder
+
+
+def test_a_start_waits_out_a_moments_hold_of_the_lock_by_another_program(tmp):
+    """`autopack-ctl status` run as a supervisor starts takes the lock for the moment it
+    asks whether one runs: the start waits for it (it failed: `held by autopack-supervisor
+    pid N`, N being the command's pid)."""
+    url = new_db(tmp, runs=1, phases=2)
+    holder = flock_holder(os.path.join(str(tmp), "autopack.db"), 0.5)
+    try:
+        sup = Supervisor(tmp, url, "--workers", 1, "--dry-run", "--exit-when-drained")
+        assert sup.wait(timeout=60) == 0, sup.stderr()
+    finally:
+        holder.kill()
+        holder.wait()
+    assert len(attempts(url)) == 2  # a dry run's attempts: the drain ran
+    assert "waited" not in sup.stderr()
+
+
+def test_a_start_refused_after_its_wait_names_the_program_holding_the_lock(tmp):
+    url = new_db(tmp, runs=1)
+    holder = flock_holder(os.path.join(str(tmp), "autopack.db"), 60)
+    try:
+        sup = Supervisor(tmp, url, "--workers", 1, "--dry-run", "--exit-when-drained")
+        assert sup.wait(timeout=60) == 1
+        assert "is held by python3 pid %d (waited 2.0 s for it); refusing to start a second " \
+            "writer" % holder.pid in sup.stderr(), sup.stderr()
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_status_asked_in_a_loop_never_fails_a_supervisors_start(tmp):
+    """An operator's `watch autopack-ctl status` while the service restarts: each start
+    drains."""
+    url = new_db(tmp, runs=1, phases=1)
+    stop = []
+
+    def ask():
+        while not stop:
+            ctl("--db", url, "status")
+    import threading
+    asker = threading.Thread(target=ask)
+    asker.start()
+    try:
+        for i in range(6):
+            sup = Supervisor(tmp, url, "--workers", 1, "--dry-run", "--exit-when-drained",
+                             "--allow-empty-db", name="s%d" % i)
+            assert sup.wait(timeout=60) == 0, sup.stderr()
+    finally:
+        stop.append(True)
+        asker.join()
+
+
 def test_refuses_missing_and_empty_databases(tmp):
     url = "sqlite:///" + os.path.join(str(tmp), "missing.db")
     sup = Supervisor(tmp, url, "--workers", 1)

@@ -1,6 +1,7 @@
 #include "common/store/store_lock.h"
 #include "common/store/dburl_pg.h"
 #include "common/store/store_internal.h"
+#include "common/procs.h"
 #include "common/util.h"
 
 #include <assert.h>
@@ -9,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
@@ -122,6 +124,28 @@ int store_lock_acquire(const char *db_path, pid_t *holder)
 	close(fd);
 	errno = saved;
 	return saved == EWOULDBLOCK ? STORE_EBUSY : STORE_EIO;
+}
+
+bool store_lock_holder_is_supervisor(pid_t pid)
+{
+	char comm[32];
+
+	return pid > 0 && procs_comm(pid, comm, sizeof comm) &&
+	    strncmp(comm, "autopack-superv", 15) == 0;
+}
+
+int store_lock_acquire_wait(const char *db_path, pid_t *holder, int wait_ms)
+{
+	const struct timespec step = { 0, 20 * 1000000L };
+	int fd, waited;
+
+	for (waited = 0;; waited += 20) {
+		fd = store_lock_acquire(db_path, holder);
+		if (fd != STORE_EBUSY || waited >= wait_ms ||
+		    store_lock_holder_is_supervisor(*holder))
+			return fd;
+		nanosleep(&step, NULL);
+	}
 }
 
 /* Drop the lock. */

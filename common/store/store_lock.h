@@ -14,6 +14,7 @@
 #define AUTOPACK_STORE_LOCK_H
 
 #include <limits.h>
+#include <stdbool.h>
 #include <sys/types.h>
 
 #include "common/store/store.h"
@@ -28,6 +29,15 @@
  * file, STORE_ENOTDB if it is not a regular file (a FIFO is never waited on), or
  * STORE_EIO with errno set; for a PostgreSQL URL, STORE_LOCK_SERVER. */
 int store_lock_acquire(const char *db_path, pid_t *holder);
+/* store_lock_acquire, tried again every 20 ms for up to `wait_ms` while the lock is held
+ * by a process that is no autopack-supervisor, or by one /proc/locks does not name:
+ * `autopack-ctl` asking whether a supervisor runs, or an offline command, holds it for
+ * moments, and a start at that moment must not fail. A supervisor's hold is answered at
+ * once. */
+int store_lock_acquire_wait(const char *db_path, pid_t *holder, int wait_ms);
+/* Whether process `pid` is an autopack-supervisor, by its command name (/proc/<pid>/comm,
+ * which the kernel cuts to 15 bytes); false when it cannot be read. */
+bool store_lock_holder_is_supervisor(pid_t pid);
 /* Release a lock taken by store_lock_acquire. */
 void store_lock_release(int fd);
 /* Return 0 if the lock `fd` is on the file `st` has open, else STORE_EMOVED naming both
