@@ -6,7 +6,6 @@
 #include "common/store/dburl_pg.h"
 #include "common/store/store_lock.h"
 #include "common/strbuf.h"
-#include "common/procs.h"
 #include "common/util.h"
 #include "common/utf8.h"
 
@@ -237,13 +236,6 @@ int cmd_open_read(const struct cmd_ctx *ctx, struct store *st, bool banner)
 	return 0;
 }
 
-/* Name the process holding the lock, from /proc (autopack-supervisor if unknown). */
-static void cmd_holder_name(pid_t pid, char *buf, size_t len)
-{
-	if (!procs_comm(pid, buf, len) || strncmp(buf, "autopack-superv", 15) == 0)
-		strlcpy_ap(buf, "autopack-supervisor", len);
-}
-
 /* Take the write lock, naming the holder if it is busy. */
 /* What to do when another process holds the database, unless the command says. */
 #define CMD_BUSY_ADVICE "stop it first, or, for a supervisor, send the command through it"
@@ -268,7 +260,7 @@ int cmd_lock(const struct cmd_ctx *ctx, const char *path, int *lock_fd)
 		    "nothing was written (%s)",
 		    path, ctx->busy_advice != NULL ? ctx->busy_advice : CMD_BUSY_ADVICE);
 	if (fd == STORE_EBUSY) {
-		cmd_holder_name(holder, name, sizeof name);
+		store_lock_holder_name(holder, name, sizeof name, "autopack-supervisor");
 		return cmd_fail(ctx, STORE_EBUSY,
 		    "database %s is held by %s pid %ld; nothing was written (%s)", path, name,
 		    (long)holder, ctx->busy_advice != NULL ? ctx->busy_advice : CMD_BUSY_ADVICE);

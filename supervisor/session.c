@@ -6,7 +6,6 @@
 #include "common/calib/calib.h"
 #include "common/estimate/estimator.h"
 #include "common/log.h"
-#include "common/procs.h"
 #include "common/store/dburl.h"
 #include "common/store/dburl_pg.h"
 #include "common/store/pg/db_pg_wait.h"
@@ -345,9 +344,10 @@ void session_open_store(struct sup *s)
 		    url, strerror(errno), url);
 	s->lock_fd = store_lock_acquire_wait(path, &holder, SESSION_LOCK_WAIT_MS);
 	if (s->lock_fd < 0) {
-		char comm[32];
+		char name[32];
 
-		if (store_lock_holder_is_supervisor(holder))
+		store_lock_holder_name(holder, name, sizeof name, "a process");
+		if (strcmp(name, "autopack-supervisor") == 0)
 			log_fatal(1,
 			    "database %s is held by autopack-supervisor pid %d; refusing to"
 			    " start a second writer",
@@ -356,8 +356,7 @@ void session_open_store(struct sup *s)
 			log_fatal(1,
 			    "database %s is held by %s pid %d (waited %.1f s for it); refusing to"
 			    " start a second writer",
-			    url, procs_comm(holder, comm, sizeof comm) ? comm : "a process",
-			    (int)holder, SESSION_LOCK_WAIT_MS / 1000.0);
+			    url, name, (int)holder, SESSION_LOCK_WAIT_MS / 1000.0);
 		if (s->lock_fd == STORE_EBUSY)
 			log_fatal(1,
 			    "database %s is held by another process (its pid is not in"

@@ -126,12 +126,20 @@ int store_lock_acquire(const char *db_path, pid_t *holder)
 	return saved == EWOULDBLOCK ? STORE_EBUSY : STORE_EIO;
 }
 
+void store_lock_holder_name(pid_t pid, char *buf, size_t n, const char *unknown)
+{
+	if (pid <= 0 || !procs_comm(pid, buf, n))
+		strlcpy_ap(buf, unknown, n);
+	else if (strncmp(buf, "autopack-superv", 15) == 0)
+		strlcpy_ap(buf, "autopack-supervisor", n);
+}
+
 bool store_lock_holder_is_supervisor(pid_t pid)
 {
-	char comm[32];
+	char name[32];
 
-	return pid > 0 && procs_comm(pid, comm, sizeof comm) &&
-	    strncmp(comm, "autopack-superv", 15) == 0;
+	store_lock_holder_name(pid, name, sizeof name, "");
+	return strcmp(name, "autopack-supervisor") == 0;
 }
 
 int store_lock_acquire_wait(const char *db_path, pid_t *holder, int wait_ms)

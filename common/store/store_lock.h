@@ -38,6 +38,10 @@ int store_lock_acquire_wait(const char *db_path, pid_t *holder, int wait_ms);
 /* Whether process `pid` is an autopack-supervisor, by its command name (/proc/<pid>/comm,
  * which the kernel cuts to 15 bytes); false when it cannot be read. */
 bool store_lock_holder_is_supervisor(pid_t pid);
+/* The program name of lock holder `pid` in buf (n bytes): "autopack-supervisor" for a
+ * supervisor (its command name is cut to 15 bytes), else its command name, else
+ * `unknown` when it cannot be read (the process is gone, or /proc hides it). */
+void store_lock_holder_name(pid_t pid, char *buf, size_t n, const char *unknown);
 /* Release a lock taken by store_lock_acquire. */
 void store_lock_release(int fd);
 /* Return 0 if the lock `fd` is on the file `st` has open, else STORE_EMOVED naming both
